@@ -1,0 +1,49 @@
+"""Box regression losses.
+
+Each is called as ``loss(pred_deltas, anchors, gt_boxes, box_coder)`` with ``[..., 4]``
+tensors (deltas in the box coder's parameterisation, anchors and matched ground truth xyxy
+in pixels) and returns the float32 loss per anchor, ``[...]``; the model sums it over the
+foreground anchors. Smooth L1 and L1 compare deltas; GIoU compares decoded boxes.
+"""
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..registry import REGISTRY
+from ..structures import generalized_box_iou_pairwise
+
+
+class SmoothL1Loss:
+    def __init__(self, beta: float = 0.1) -> None:
+        self.beta = beta
+
+    def __call__(self, pred_deltas: Tensor, anchors: Tensor, gt_boxes: Tensor, box_coder) -> Tensor:
+        target = box_coder.encode(anchors, gt_boxes)
+        loss = F.smooth_l1_loss(pred_deltas.float(), target, beta=self.beta, reduction="none")
+        return loss.sum(-1)
+
+
+class L1Loss:
+    def __call__(self, pred_deltas: Tensor, anchors: Tensor, gt_boxes: Tensor, box_coder) -> Tensor:
+        target = box_coder.encode(anchors, gt_boxes)
+        return F.l1_loss(pred_deltas.float(), target, reduction="none").sum(-1)
+
+
+class GIoULoss:
+    def __call__(self, pred_deltas: Tensor, anchors: Tensor, gt_boxes: Tensor, box_coder) -> Tensor:
+        pred_boxes = box_coder.decode(pred_deltas.float(), anchors)
+        return 1.0 - generalized_box_iou_pairwise(pred_boxes, gt_boxes)
+
+
+@REGISTRY.register("box_loss", "smooth_l1")
+def _build_smooth_l1(cfg) -> SmoothL1Loss:
+    return SmoothL1Loss(beta=cfg.beta)
+
+
+@REGISTRY.register("box_loss", "l1")
+def _build_l1(cfg) -> L1Loss:
+    return L1Loss()
+
+
+@REGISTRY.register("box_loss", "giou")
+def _build_giou(cfg) -> GIoULoss:
+    return GIoULoss()

@@ -1,0 +1,157 @@
+"""ResNet backbones from torchvision, returning C3, C4, C5 (strides 8, 16, 32)."""
+import logging
+import os
+import urllib.error
+from typing import List
+
+import torch
+import torchvision
+from torch import Tensor, nn
+from torchvision.ops import FrozenBatchNorm2d
+
+from ..registry import REGISTRY
+
+logger = logging.getLogger(__name__)
+
+NORMS = ("frozen_bn", "bn", "gn")
+
+
+def _norm_layer(norm: str, eps: float):
+    if norm == "frozen_bn":
+        return lambda channels: FrozenBatchNorm2d(channels, eps=eps)
+    if norm == "bn":
+        return lambda channels: nn.BatchNorm2d(channels, eps=eps)
+    if norm == "gn":
+        return lambda channels: nn.GroupNorm(32, channels, eps=eps)
+    raise ValueError(f"model.backbone.norm must be one of {', '.join(NORMS)}, got '{norm}'")
+
+
+class ResNetBackbone(nn.Module):
+    """A torchvision ResNet without its classifier; ``forward`` returns ``[C3, C4, C5]``.
+
+    The submodules keep torchvision's names (``conv1``, ``bn1``, ``layer1`` .. ``layer4``),
+    so torchvision's ImageNet state dicts load as they are.
+    """
+
+    def __init__(self, depth: int = 50, norm: str = "frozen_bn", norm_eps: float = 1e-5,
+                 freeze_at: int = 2) -> None:
+        super().__init__()
+        arch = f"resnet{depth}"
+        if not hasattr(torchvision.models, arch):
+            raise ValueError(f"no torchvision ResNet of depth {depth}")
+        resnet = getattr(torchvision.models, arch)(weights=None, norm_layer=_norm_layer(norm, norm_eps))
+        self.arch = arch
+        self.conv1, self.bn1, self.relu, self.maxpool = resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool
+        self.layer1, self.layer2, self.layer3, self.layer4 = (
+            resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4)
+        expansion = 4 if depth >= 50 else 1
+        self.out_channels: List[int] = [128 * expansion, 256 * expansion, 512 * expansion]
+        self.freeze(freeze_at)
+
+    def freeze(self, freeze_at: int) -> None:
+        """Freeze the stem (``freeze_at >= 1``) and res2..res_k (``freeze_at = k``).
+
+        Frozen stages also get frozen normalisation statistics: a trainable BatchNorm in a
+        frozen stage would still drift with every batch.
+        """
+        if not 0 <= freeze_at <= 5:
+            raise ValueError(f"model.backbone.freeze_at must be in 0..5, got {freeze_at}")
+        if freeze_at >= 1:
+            for p in [*self.conv1.parameters(), *self.bn1.parameters()]:
+                p.requires_grad_(False)
+            self.bn1 = _frozen(self.bn1)
+        for stage in [self.layer1, self.layer2, self.layer3, self.layer4][: max(freeze_at - 1, 0)]:
+            for p in stage.parameters():
+                p.requires_grad_(False)
+            _freeze_batchnorm(stage)
+
+    def forward(self, x: Tensor) -> List[Tensor]:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        c2 = self.layer1(x)
+        c3 = self.layer2(c2)
+        c4 = self.layer3(c3)
+        c5 = self.layer4(c4)
+        return [c3, c4, c5]
+
+
+def _frozen(module: nn.Module) -> nn.Module:
+    """A BatchNorm2d as a FrozenBatchNorm2d with the same statistics; anything else as it is."""
+    if not isinstance(module, nn.BatchNorm2d):
+        return module
+    frozen = FrozenBatchNorm2d(module.num_features, eps=module.eps)
+    frozen.weight.copy_(module.weight.detach())
+    frozen.bias.copy_(module.bias.detach())
+    frozen.running_mean.copy_(module.running_mean)
+    frozen.running_var.copy_(module.running_var)
+    return frozen
+
+
+def _freeze_batchnorm(module: nn.Module) -> None:
+    """Replace every BatchNorm2d below ``module`` by a frozen copy."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            setattr(module, name, _frozen(child))
+        else:
+            _freeze_batchnorm(child)
+
+
+def load_backbone_weights(backbone: ResNetBackbone, weights: str) -> None:
+    """Load ImageNet weights: a torchvision weights name or a local ``.pth`` file."""
+    if os.path.isfile(weights):
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+            state = state["model"]
+        source = weights
+    elif os.sep in weights or weights.endswith((".pth", ".pt")):
+        raise FileNotFoundError(f"model.backbone.weights: no such file: {weights}")
+    else:
+        state, source = _torchvision_state_dict(backbone.arch, weights), f"torchvision {weights}"
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    expected = {k: v.shape for k, v in backbone.state_dict().items() if not k.endswith("num_batches_tracked")}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected) - {k for k in state if k.endswith("num_batches_tracked")})
+    wrong = sorted(k for k in set(expected) & set(state) if state[k].shape != expected[k])
+    if missing or unexpected or wrong:
+        raise ValueError(
+            f"model.backbone.weights: {source} does not fit {backbone.arch}: "
+            f"{len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} of another shape "
+            f"(first: {(missing + unexpected + wrong)[0]})"
+        )
+    backbone.load_state_dict(state, strict=False)
+    logger.info("loaded backbone weights from %s", source)
+
+
+def _torchvision_state_dict(arch: str, name: str) -> dict:
+    try:
+        if "." in name:
+            spec = torchvision.models.get_weight(name)
+        else:
+            spec = torchvision.models.get_model_weights(arch)[name]
+    except (KeyError, ValueError):
+        valid = [w.name for w in torchvision.models.get_model_weights(arch)]
+        raise ValueError(
+            f"model.backbone.weights: '{name}' is neither a file nor a torchvision weights name "
+            f"for {arch} (valid: {', '.join(valid)})"
+        ) from None
+    try:
+        return spec.get_state_dict(progress=True, check_hash=True)
+    except (urllib.error.URLError, OSError, RuntimeError) as e:
+        raise RuntimeError(
+            f"could not download the torchvision weights {spec} ({e}). This machine may be "
+            f"offline: download {spec.url} on a machine with internet access and pass the file, "
+            f"e.g. model.backbone.weights=/path/to/{os.path.basename(spec.url)}"
+        ) from None
+
+
+def _register_resnet(depth: int) -> None:
+    @REGISTRY.register("backbone", f"resnet{depth}")
+    def build(cfg) -> ResNetBackbone:
+        b = cfg.model.backbone
+        backbone = ResNetBackbone(depth, norm=b.norm, norm_eps=b.norm_eps, freeze_at=b.freeze_at)
+        if b.weights:
+            load_backbone_weights(backbone, b.weights)
+        return backbone
+
+
+for _depth in (18, 34, 50, 101):
+    _register_resnet(_depth)

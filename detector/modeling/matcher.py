@@ -1,0 +1,46 @@
+"""Anchor-to-ground-truth matching by IoU, for the whole batch at once."""
+import torch
+from torch import Tensor
+
+BACKGROUND = -1
+IGNORE = -2
+
+
+class Matcher:
+    """IoU >= fg_iou_thresh: foreground; < bg_iou_thresh: background; in between: ignored.
+
+    With ``allow_low_quality_matches`` each ground-truth box also claims the anchors with
+    which it has its highest IoU (ties included), so that no box is left without an anchor
+    (detectron2 and torchvision do this). A box whose best IoU is 0 claims nothing: without
+    that guard, every anchor of the image would become its foreground.
+    """
+
+    def __init__(self, fg_iou_thresh: float = 0.5, bg_iou_thresh: float = 0.4,
+                 allow_low_quality_matches: bool = True) -> None:
+        if bg_iou_thresh > fg_iou_thresh:
+            raise ValueError(f"matcher: bg_iou_thresh {bg_iou_thresh} > fg_iou_thresh {fg_iou_thresh}")
+        self.fg_iou_thresh = fg_iou_thresh
+        self.bg_iou_thresh = bg_iou_thresh
+        self.allow_low_quality_matches = allow_low_quality_matches
+
+    def __call__(self, iou: Tensor, gt_valid: Tensor) -> Tensor:
+        """
+        Args:
+            iou: ``[N, G, A]`` IoU of each (padded) ground-truth box with each anchor.
+            gt_valid: ``[N, G]`` bool, False for padding.
+        Returns:
+            ``[N, A]`` int64: the matched ground-truth index (0..G-1) for foreground anchors,
+            ``BACKGROUND`` (-1) or ``IGNORE`` (-2).
+        """
+        n, g, a = iou.shape
+        if g == 0:
+            return torch.full((n, a), BACKGROUND, dtype=torch.int64, device=iou.device)
+        iou = iou.masked_fill(~gt_valid[:, :, None], -1.0)
+        best_iou, best_gt = iou.max(dim=1)  # [N, A]
+        matches = torch.where(best_iou >= self.fg_iou_thresh, best_gt, IGNORE)
+        matches = torch.where(best_iou < self.bg_iou_thresh, BACKGROUND, matches)
+        if self.allow_low_quality_matches:
+            best_per_gt = iou.max(dim=2, keepdim=True).values  # [N, G, 1]
+            is_best = (iou == best_per_gt) & (best_per_gt > 0) & gt_valid[:, :, None]
+            matches = torch.where(is_best.any(dim=1), best_gt, matches)
+        return matches

@@ -1,0 +1,127 @@
+"""RetinaNet: backbone -> FPN -> head, with batched matching and losses (training) or
+decoding and NMS (inference)."""
+from typing import Dict, List, Optional
+
+import torch
+from torch import Tensor, nn
+
+from ..structures import box_iou
+from .anchors import AnchorGenerator
+from .box_coder import BoxCoder
+from .head import RetinaNetHead
+from .matcher import Matcher
+from .postprocess import postprocess_detections
+from .preprocess import Preprocessor, rescale_boxes
+
+
+class RetinaNet(nn.Module):
+    """``model(images, targets=None)`` like torchvision's detection models.
+
+    ``images`` is a list of ``[3, H_i, W_i]`` float tensors in 0..1. In training mode
+    ``targets`` is a list of ``{"boxes": [G_i, 4] xyxy in input pixels, "labels": [G_i]
+    int64 in 0..K-1}`` and the result is ``{"loss_cls", "loss_box"}``; in eval mode the
+    result is a list of ``{"boxes", "scores", "labels"}`` with boxes in input pixels.
+    """
+
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        fpn: nn.Module,
+        head: RetinaNetHead,
+        anchor_generator: AnchorGenerator,
+        preprocessor: Preprocessor,
+        cls_loss,
+        box_loss,
+        num_classes: int,
+        matcher: Optional[Matcher] = None,
+        box_coder: Optional[BoxCoder] = None,
+        box_loss_weight: float = 1.0,
+        normalizer_momentum: float = 0.0,
+        score_thresh: float = 0.05,
+        topk_candidates: int = 1000,
+        nms_thresh: float = 0.5,
+        max_detections_per_image: int = 100,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.fpn = fpn
+        self.head = head
+        self.anchor_generator = anchor_generator
+        self.preprocessor = preprocessor
+        self.cls_loss = cls_loss
+        self.box_loss = box_loss
+        self.num_classes = num_classes
+        self.matcher = matcher or Matcher()
+        self.box_coder = box_coder or BoxCoder()
+        self.box_loss_weight = box_loss_weight
+        self.normalizer_momentum = normalizer_momentum
+        # EMA of the foreground count (detectron2 starts it at 100); unused when momentum is 0.
+        self.register_buffer("fg_normalizer", torch.tensor(100.0), persistent=False)
+        self.score_thresh = score_thresh
+        self.topk_candidates = topk_candidates
+        self.nms_thresh = nms_thresh
+        self.max_detections_per_image = max_detections_per_image
+
+    def forward(self, images: List[Tensor], targets: Optional[List[Dict[str, Tensor]]] = None):
+        if self.training and targets is None:
+            raise ValueError("training mode needs targets; call model.eval() for detections")
+        original_sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
+        batch, image_sizes, targets = self.preprocessor(images, targets if self.training else None)
+        features = self.fpn(self.backbone(batch))
+        logits, deltas = self.head(features)
+        shapes = [tuple(f.shape[-2:]) for f in features]
+        anchors = self.anchor_generator(tuple(batch.shape[-2:]), shapes, batch.device)
+        if self.training:
+            return self.losses(logits, deltas, anchors, targets)
+        detections = postprocess_detections(
+            self.cls_loss.scores(logits.float()), deltas, anchors,
+            self.anchor_generator.level_sizes(shapes), image_sizes, self.box_coder,
+            self.score_thresh, self.topk_candidates, self.nms_thresh, self.max_detections_per_image,
+        )
+        for det, resized, original in zip(detections, image_sizes, original_sizes):
+            det["boxes"] = rescale_boxes(det["boxes"], resized, original)
+        return detections
+
+    def label_anchors(self, anchors: Tensor, targets: List[Dict[str, Tensor]]):
+        """Match every anchor of the batch to the ground truth.
+
+        Returns:
+            gt_labels ``[N, R]``: 0..K-1 the matched class, K background, -1 ignored;
+            matched_boxes ``[N, R, 4]``: the matched ground-truth box for foreground anchors
+            and the anchor itself elsewhere (so that box targets stay finite everywhere).
+        """
+        device = anchors.device
+        num_gt = max(1, max(len(t["boxes"]) for t in targets))  # >= 1 so gathers have a source
+        gt_boxes = anchors.new_zeros(len(targets), num_gt, 4)
+        gt_classes = torch.full((len(targets), num_gt), -1, dtype=torch.int64, device=device)
+        for i, t in enumerate(targets):  # padding only; matching below is batched
+            gt_boxes[i, : len(t["boxes"])] = t["boxes"].to(device, torch.float32)
+            gt_classes[i, : len(t["labels"])] = t["labels"].to(device)
+        matches = self.matcher(box_iou(gt_boxes, anchors[None]), gt_classes >= 0)  # [N, R]
+        fg = matches >= 0
+        index = matches.clamp(min=0)
+        labels = gt_classes.gather(1, index)
+        labels = torch.where(fg, labels, torch.where(matches == -1, self.num_classes, -1))
+        matched = gt_boxes.gather(1, index[..., None].expand(-1, -1, 4))
+        matched = torch.where(fg[..., None], matched, anchors[None])
+        return labels, matched
+
+    def losses(self, logits: Tensor, deltas: Tensor, anchors: Tensor,
+               targets: List[Dict[str, Tensor]]) -> Dict[str, Tensor]:
+        """Classification and box loss for the batch, each divided by the number of foreground
+        anchors in the batch (or an EMA of it), computed in float32."""
+        gt_labels, matched_boxes = self.label_anchors(anchors, targets)
+        fg = (gt_labels >= 0) & (gt_labels < self.num_classes)
+        num_fg = fg.sum().float()  # stays on the device: no host sync
+        if self.normalizer_momentum > 0:
+            m = self.normalizer_momentum
+            self.fg_normalizer = m * self.fg_normalizer + (1 - m) * num_fg
+            normalizer = self.fg_normalizer
+        else:
+            normalizer = num_fg
+        normalizer = normalizer.clamp(min=1.0)
+        loss_cls = self.cls_loss(logits, gt_labels) / normalizer
+        box = self.box_loss(deltas, anchors[None].expand_as(matched_boxes), matched_boxes, self.box_coder)
+        loss_box = (box * fg).sum() / normalizer
+        return {"loss_cls": loss_cls, "loss_box": self.box_loss_weight * loss_box}

@@ -1,0 +1,65 @@
+"""Box utilities. Boxes are ``[..., 4]`` tensors in xyxy absolute pixels unless a name says
+otherwise; COCO's xywh appears only at the json edges."""
+import torch
+from torch import Tensor
+
+
+def xywh_to_xyxy(boxes: Tensor) -> Tensor:
+    """``[..., 4]`` (x, y, w, h) -> (x1, y1, x2, y2)."""
+    x, y, w, h = boxes.unbind(-1)
+    return torch.stack([x, y, x + w, y + h], dim=-1)
+
+
+def xyxy_to_xywh(boxes: Tensor) -> Tensor:
+    """``[..., 4]`` (x1, y1, x2, y2) -> (x, y, w, h)."""
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    return torch.stack([x1, y1, x2 - x1, y2 - y1], dim=-1)
+
+
+def box_area(boxes: Tensor) -> Tensor:
+    """``[..., 4]`` -> ``[...]``; degenerate boxes have area 0, never negative."""
+    wh = (boxes[..., 2:] - boxes[..., :2]).clamp(min=0)
+    return wh[..., 0] * wh[..., 1]
+
+
+def clip_boxes(boxes: Tensor, height, width) -> Tensor:
+    """Clip ``[..., 4]`` boxes to an image of ``height`` x ``width`` pixels."""
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    return torch.stack(
+        [x1.clamp(0, width), y1.clamp(0, height), x2.clamp(0, width), y2.clamp(0, height)], dim=-1
+    )
+
+
+def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """Pairwise IoU, batched over leading dimensions.
+
+    Args:
+        boxes1: ``[..., N, 4]``; boxes2: ``[..., M, 4]`` (same leading dimensions).
+    Returns:
+        ``[..., N, M]``. A pair whose union is empty has IoU 0.
+    """
+    area1 = box_area(boxes1)
+    area2 = box_area(boxes2)
+    lt = torch.maximum(boxes1[..., :, None, :2], boxes2[..., None, :, :2])
+    rb = torch.minimum(boxes1[..., :, None, 2:], boxes2[..., None, :, 2:])
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    union = area1[..., :, None] + area2[..., None, :] - inter
+    return torch.where(union > 0, inter / union.clamp(min=torch.finfo(union.dtype).tiny), 0.0)
+
+
+def generalized_box_iou_pairwise(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-7) -> Tensor:
+    """GIoU of matching pairs: ``[..., 4]`` and ``[..., 4]`` -> ``[...]``."""
+    area1 = box_area(boxes1)
+    area2 = box_area(boxes2)
+    lt = torch.maximum(boxes1[..., :2], boxes2[..., :2])
+    rb = torch.minimum(boxes1[..., 2:], boxes2[..., 2:])
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    union = area1 + area2 - inter
+    iou = inter / (union + eps)
+    enclose_wh = (
+        torch.maximum(boxes1[..., 2:], boxes2[..., 2:]) - torch.minimum(boxes1[..., :2], boxes2[..., :2])
+    ).clamp(min=0)
+    enclose = enclose_wh[..., 0] * enclose_wh[..., 1]
+    return iou - (enclose - union) / (enclose + eps)

@@ -1,0 +1,7 @@
+"""Thin wrapper: ``python tools/convert.py torchvision IN.pth OUT.pth``."""
+import sys
+
+from detector.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["convert", *sys.argv[1:]]))
