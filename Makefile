@@ -5,6 +5,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: venv test demo lint clean
 
+SHAPES := data/shapes/annotations/instances_val.json
+
 venv: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
@@ -15,6 +17,13 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 
 test: venv
 	$(PY) -m pytest -q
+
+# The main job on the built-in synthetic data: generate it once, train on the CPU, evaluate.
+demo: venv $(SHAPES)
+	$(PY) -m detector train configs/demo/shapes_focal.yaml
+
+$(SHAPES): | venv
+	$(PY) -m detector make-synthetic data/shapes
 
 lint: venv
 	$(PY) -m flake8 detector tests tools

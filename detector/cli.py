@@ -5,26 +5,109 @@ exit code 2; ``--debug`` shows the traceback instead.
 """
 import argparse
 import logging
+import os
 import sys
 from typing import List, Optional
 
 from .config import ConfigError, load_config, to_yaml
+from .data.coco import DatasetError
 
 logger = logging.getLogger("detector")
 
-USER_ERRORS = (ConfigError, FileNotFoundError, KeyError, ValueError, RuntimeError, OSError)
+USER_ERRORS = (ConfigError, DatasetError, FileNotFoundError, KeyError, ValueError, RuntimeError, OSError,
+               FloatingPointError)
+
+
+def _load(args):
+    cfg = load_config(args.config, args.overrides)
+    if getattr(args, "output_dir", None):
+        cfg.output_dir = args.output_dir
+    return cfg
 
 
 def cmd_config(args) -> None:
-    print(to_yaml(load_config(args.config, args.overrides)), end="")
+    print(to_yaml(_load(args)), end="")
+
+
+def cmd_train(args) -> None:
+    from .engine import train
+
+    train(_load(args), resume=args.resume)
+
+
+def _model_with_weights(cfg, weights: str):
+    from .engine import load_model_weights, resolve_device
+    from .modeling import build_model
+
+    device = resolve_device(cfg.train.device)
+    model = build_model(cfg)
+    load_model_weights(model, weights)
+    return model.to(device).eval(), device
+
+
+def cmd_eval(args) -> None:
+    from .data import build_dataset
+    from .evaluation import evaluate
+
+    cfg = _load(args)
+    dataset = build_dataset(cfg, "val", training=False)
+    model, device = _model_with_weights(cfg, args.weights)
+    evaluate(model, cfg, dataset, cfg.output_dir, device)
+    print(f"wrote {cfg.output_dir}/metrics.json, detections.json and pr_curves.png")
+
+
+def cmd_predict(args) -> None:
+    from .predict import find_images, predict
+
+    cfg = _load(args)
+    paths = find_images(args.inputs)
+    model, device = _model_with_weights(cfg, args.weights)
+    names = _class_names(cfg)
+    predict(model, paths, names, args.output_dir, device, args.score_thresh)
+    print(f"wrote {len(paths)} drawn images and predictions.json to {args.output_dir}")
+
+
+def _class_names(cfg):
+    """Names from the train (or val) annotation file when there is one, else class_<i>."""
+    from .data.coco import _load_json
+
+    for split in (cfg.data.train, cfg.data.val):
+        if split.ann_file and os.path.isfile(split.ann_file):
+            cats = sorted(_load_json(split.ann_file).get("categories", []), key=lambda c: c["id"])
+            if len(cats) == cfg.model.num_classes:
+                return [c["name"] for c in cats]
+    return [f"class_{i}" for i in range(cfg.model.num_classes)]
+
+
+def cmd_check_data(args) -> None:
+    from .data.check import check_data
+
+    ok = check_data(_load(args))
+    if not ok:
+        raise ValueError("problems found in the data (listed above)")
+
+
+def cmd_make_synthetic(args) -> None:
+    from .data import make_synthetic_dataset
+
+    paths = make_synthetic_dataset(args.out_dir, args.num_train, args.num_val, args.seed)
+    print(f"wrote {args.num_train} train and {args.num_val} val images; annotations: "
+          f"{paths['train']}, {paths['val']}")
 
 
 def cmd_convert(args) -> None:
-    from .checkpoint import convert_checkpoint
+    from .engine.checkpoint import convert_checkpoint
 
     n = convert_checkpoint(args.source, args.input, args.output)
     print(f"wrote {args.output} ({n} tensors); load it with a config such as "
           "configs/retinanet/retinanet_r50_fpn_torchvision.yaml")
+
+
+def _config_args(p, output_dir: bool = True) -> None:
+    p.add_argument("config", help="YAML config file")
+    if output_dir:
+        p.add_argument("--output-dir", help="where outputs go (overrides output_dir)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,10 +115,40 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("config", help="print the fully resolved config as YAML")
+    p = sub.add_parser("train", help="train a model; ends with a COCO evaluation when val is set")
+    _config_args(p)
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the output dir")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="COCO evaluation of a checkpoint on the val split")
+    _config_args(p)
+    p.add_argument("--weights", required=True, help="checkpoint (.pth)")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="detect objects in images; writes JSON and drawn images")
     p.add_argument("config")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    p.add_argument("--weights", required=True, help="checkpoint (.pth)")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
+    p.add_argument("--output-dir", required=True)
+    p.add_argument("--score-thresh", type=float, default=0.3, help="draw and keep detections above this")
+    p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="config overrides")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("check-data", help="validate the train and val splits and print statistics")
+    _config_args(p, output_dir=False)
+    p.set_defaults(func=cmd_check_data)
+
+    p = sub.add_parser("config", help="print the fully resolved config as YAML")
+    _config_args(p, output_dir=False)
     p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("make-synthetic", help="write the built-in synthetic COCO-format dataset")
+    p.add_argument("out_dir")
+    p.add_argument("--num-train", type=int, default=2000)
+    p.add_argument("--num-val", type=int, default=300)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_make_synthetic)
 
     p = sub.add_parser("convert", help="convert another framework's weights into ours")
     p.add_argument("source", choices=["torchvision"], help="where the weights come from")
@@ -46,7 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # argparse gives positionals after an option (CONFIG --output-dir D KEY=VALUE) to no one:
+    # collect such KEY=VALUE words into the overrides.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "overrides") or any(w.startswith("-") or "=" not in w for w in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = list(args.overrides) + extra
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         args.func(args)

@@ -102,6 +102,9 @@ class ModelConfig:
     matcher: MatcherConfig = field(default_factory=MatcherConfig)
     box_coder: BoxCoderConfig = field(default_factory=BoxCoderConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    # Run the convolutions in channels-last (NHWC) memory format: faster with mkldnn on CPUs
+    # and with tensor cores on GPUs.
+    channels_last: bool = False
 
 
 @dataclass
@@ -109,6 +112,39 @@ class InputConfig:
     min_size: int = 800
     max_size: int = 1333
     size_divisible: int = 32
+    # False: training images keep the size the train transforms give them (multi-scale
+    # augmentation lives there); True: the model resizes them to min_size/max_size as at
+    # test time (torchvision's behaviour).
+    resize_in_training: bool = False
+
+
+def _default_train_transforms() -> List[Dict[str, Any]]:
+    return [
+        {"name": "HorizontalFlip", "p": 0.5},
+        {"name": "SmallestMaxSize", "max_size": [640, 672, 704, 736, 768, 800]},
+        {"name": "LongestMaxSize", "max_size": 1333},
+    ]
+
+
+@dataclass
+class SplitConfig:
+    ann_file: str = ""  # COCO-format json; empty: the split is not used
+    img_dir: str = ""
+    # Images without (non-crowd) annotations: kept as all-background samples unless filtered.
+    filter_empty: bool = False
+    # albumentations transforms by class name and keyword arguments, applied in order.
+    transforms: List[Dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class DataConfig:
+    train: SplitConfig = field(default_factory=lambda: SplitConfig(transforms=_default_train_transforms()))
+    val: SplitConfig = field(default_factory=SplitConfig)
+    num_workers: int = 2
+    aspect_ratio_grouping: bool = True
+    # False: labels are 0..K-1 in the order of the category ids. True: the label is the
+    # category id itself (torchvision's COCO models: 91 slots), model.num_classes = max id + 1.
+    category_ids_as_labels: bool = False
 
 
 @dataclass
@@ -135,10 +171,47 @@ class LossConfig:
 
 
 @dataclass
+class SolverConfig:
+    optimizer: str = "sgd"  # sgd | adamw
+    base_lr: float = 0.01  # for ims_per_batch images per step (paper: 0.01 at 16)
+    momentum: float = 0.9  # sgd only
+    weight_decay: float = 1e-4  # not applied to biases and normalisation layers
+    ims_per_batch: int = 16  # in total, over all processes
+    lr_schedule: str = "step"  # step | cosine
+    steps: List[int] = field(default_factory=lambda: [60000, 80000])  # step schedule only
+    gamma: float = 0.1  # step schedule only
+    warmup_iters: int = 1000
+    warmup_factor: float = 0.001
+    clip_grad_norm: float = 0.0  # 0: no clipping
+
+
+@dataclass
+class TrainConfig:
+    max_iter: int = 90000
+    device: str = "auto"  # auto (cuda when available) | cuda | cpu | cuda:N
+    amp: bool = False  # mixed precision on CUDA
+    amp_dtype: str = "bfloat16"  # bfloat16 | float16 (with a gradient scaler)
+    log_period: int = 20
+    checkpoint_period: int = 5000
+    eval_period: int = 0  # 0: evaluate only at the end
+    seed: int = 0
+
+
+@dataclass
+class EvalConfig:
+    backend: str = "auto"  # auto | pycocotools | faster_coco_eval
+    ims_per_batch: int = 8
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     input: InputConfig = field(default_factory=InputConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     plugins: List[str] = field(default_factory=list)  # modules imported before building
     output_dir: str = "output"
 

@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -43,3 +44,59 @@ def test_convert_refuses_a_malicious_pickle(tmp_path, capsys):
 def test_python_dash_m_entry_point():
     out = subprocess.run([sys.executable, "-m", "detector", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "convert" in out.stdout
+
+
+def test_make_synthetic_check_data_train_eval_predict(tmp_path, tiny_config, capsys):
+    out = tmp_path / "syn"
+    assert main(["make-synthetic", str(out), "--num-train", "3", "--num-val", "2"]) == 0
+    assert (out / "annotations" / "instances_train.json").exists()
+
+    assert main(["check-data", tiny_config]) == 0
+    printed = capsys.readouterr().out
+    assert "[train]" in printed and "[val]" in printed and "small/medium/large" in printed
+    assert "problems: none" in printed
+
+    run = tmp_path / "run"
+    assert main(["train", tiny_config, "--output-dir", str(run), "train.max_iter=2"]) == 0
+    assert (run / "model_final.pth").exists() and (run / "metrics.json").exists()
+
+    ev = tmp_path / "eval"
+    assert main(["eval", tiny_config, "--weights", str(run / "model_final.pth"), "--output-dir", str(ev)]) == 0
+    metrics = json.loads((ev / "metrics.json").read_text())
+    assert set(metrics) >= {"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm",
+                            "ARl", "per_class_AP"}
+    assert (ev / "detections.json").exists()
+
+    pred = tmp_path / "pred"
+    val_dir = str(out / "val")
+    assert main(["predict", tiny_config, "--weights", str(run / "model_final.pth"), val_dir,
+                 "--output-dir", str(pred), "--score-thresh", "0.0"]) == 0
+    records = json.loads((pred / "predictions.json").read_text())
+    assert [r["file_name"] for r in records] == ["000001.png", "000002.png"]
+    assert (pred / "000001_pred.png").exists()
+    assert all(set(r) >= {"boxes", "scores", "category_names"} for r in records)
+
+
+def test_eval_with_a_checkpoint_for_other_classes(tmp_path, tiny_config, capsys):
+    run = tmp_path / "run"
+    assert main(["train", tiny_config, "--output-dir", str(run), "train.max_iter=1", "data.val.ann_file="]) == 0
+    capsys.readouterr()
+    code = main(["eval", tiny_config, "--weights", str(run / "model_final.pth"), "model.num_classes=5"])
+    assert code == 2
+    assert "has 4 classes but model.num_classes=5" in capsys.readouterr().err
+    code = main(["eval", tiny_config, "--weights", str(run / "model_final.pth"), "loss.cls.name=softmax_focal"])
+    assert code == 2
+    assert "check model.num_classes and loss.cls.name" in capsys.readouterr().err
+
+
+def test_check_data_reports_problems(tmp_path, tiny_config, capsys):
+    assert main(["check-data", tiny_config, f"data.val.img_dir={tmp_path}"]) == 2
+    out = capsys.readouterr()
+    assert "PROBLEMS" in out.out and "image file not found" in out.out
+
+
+def test_unwritable_output_dir(tmp_path, tiny_config, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["train", tiny_config, "--output-dir", str(blocker / "sub")]) == 2
+    assert "is not writable" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Thin wrapper: ``python tools/convert.py torchvision IN.pth OUT.pth``."""
+"""Thin wrapper: ``python tools/convert.py ...`` is ``detector convert ...``."""
 import sys
 
 from detector.cli import main

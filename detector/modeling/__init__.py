@@ -41,8 +41,8 @@ def build_model(cfg) -> RetinaNet:
         fpn=fpn,
         head=head,
         anchor_generator=anchor_generator,
-        preprocessor=Preprocessor(m.pixel_mean, m.pixel_std, cfg.input.min_size,
-                                  cfg.input.max_size, cfg.input.size_divisible),
+        preprocessor=Preprocessor(m.pixel_mean, m.pixel_std, cfg.input.min_size, cfg.input.max_size,
+                                  cfg.input.size_divisible, cfg.input.resize_in_training),
         cls_loss=cls_loss,
         box_loss=build_box_loss(cfg),
         num_classes=m.num_classes,
@@ -55,6 +55,7 @@ def build_model(cfg) -> RetinaNet:
         topk_candidates=m.inference.topk_candidates,
         nms_thresh=m.inference.nms_thresh,
         max_detections_per_image=m.inference.max_detections_per_image,
+        channels_last=m.channels_last,
     )
 
 

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torchvision.ops import FrozenBatchNorm2d
 
 from ..registry import REGISTRY
+from .head import group_norm
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ def _norm_layer(norm: str, eps: float):
     if norm == "bn":
         return lambda channels: nn.BatchNorm2d(channels, eps=eps)
     if norm == "gn":
-        return lambda channels: nn.GroupNorm(32, channels, eps=eps)
+        return lambda channels: group_norm(channels, eps)
     raise ValueError(f"model.backbone.norm must be one of {', '.join(NORMS)}, got '{norm}'")
 
 

@@ -8,6 +8,13 @@ from torch import Tensor, nn
 HEAD_NORMS = ("none", "gn")
 
 
+def group_norm(channels: int, eps: float = 1e-5) -> nn.GroupNorm:
+    """GroupNorm with 32 groups (the GN paper's choice) for 128+ channels, and groups of at
+    least 4 channels below that, so that a 1x1 map (P7 of a small image) still normalises
+    over more than one value."""
+    return nn.GroupNorm(max(1, min(32, channels // 4)), channels, eps=eps)
+
+
 def _subnet(channels: int, num_convs: int, norm: str) -> nn.ModuleList:
     """``num_convs`` blocks of 3x3 conv (+ GroupNorm) + ReLU. Each block is a Sequential whose
     first entry is the conv, as in torchvision's head, so weights map one to one."""
@@ -17,7 +24,7 @@ def _subnet(channels: int, num_convs: int, norm: str) -> nn.ModuleList:
     for _ in range(num_convs):
         layers = [nn.Conv2d(channels, channels, 3, padding=1, bias=norm == "none")]
         if norm == "gn":
-            layers.append(nn.GroupNorm(32, channels))
+            layers.append(group_norm(channels))
         layers.append(nn.ReLU(inplace=True))
         blocks.append(nn.Sequential(*layers))
     return nn.ModuleList(blocks)

@@ -1,6 +1,7 @@
 """Input handling inside the model, as torchvision's GeneralizedRCNNTransform does it:
 normalise, resize so that the short side is ``min_size`` (the long side at most
-``max_size``), and pad the batch to a multiple of ``size_divisible``."""
+``max_size``), and pad the batch to a multiple of ``size_divisible``. In training mode the
+resize is skipped unless ``resize_in_training``: the train transforms set the size there."""
 import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -11,13 +12,14 @@ from torch import Tensor, nn
 
 class Preprocessor(nn.Module):
     def __init__(self, pixel_mean: Sequence[float], pixel_std: Sequence[float], min_size: int = 800,
-                 max_size: int = 1333, size_divisible: int = 32) -> None:
+                 max_size: int = 1333, size_divisible: int = 32, resize_in_training: bool = False) -> None:
         super().__init__()
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), persistent=False)
         self.min_size = min_size
         self.max_size = max_size
         self.size_divisible = size_divisible
+        self.resize_in_training = resize_in_training
 
     def forward(
         self, images: List[Tensor], targets: Optional[List[Dict[str, Tensor]]] = None
@@ -39,9 +41,10 @@ class Preprocessor(nn.Module):
                 )
             h, w = image.shape[-2:]
             image = (image - self.pixel_mean) / self.pixel_std
-            scale = min(self.min_size / min(h, w), self.max_size / max(h, w))
-            image = F.interpolate(image[None], scale_factor=scale, mode="bilinear",
-                                  recompute_scale_factor=True, align_corners=False)[0]
+            if self.resize_in_training or not self.training:
+                scale = min(self.min_size / min(h, w), self.max_size / max(h, w))
+                image = F.interpolate(image[None], scale_factor=scale, mode="bilinear",
+                                      recompute_scale_factor=True, align_corners=False)[0]
             resized.append(image)
             sizes.append((image.shape[-2], image.shape[-1]))
             if targets is not None:

@@ -42,6 +42,7 @@ class RetinaNet(nn.Module):
         topk_candidates: int = 1000,
         nms_thresh: float = 0.5,
         max_detections_per_image: int = 100,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -62,12 +63,16 @@ class RetinaNet(nn.Module):
         self.topk_candidates = topk_candidates
         self.nms_thresh = nms_thresh
         self.max_detections_per_image = max_detections_per_image
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
 
     def forward(self, images: List[Tensor], targets: Optional[List[Dict[str, Tensor]]] = None):
         if self.training and targets is None:
             raise ValueError("training mode needs targets; call model.eval() for detections")
         original_sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
         batch, image_sizes, targets = self.preprocessor(images, targets if self.training else None)
+        batch = batch.contiguous(memory_format=self.memory_format)
         features = self.fpn(self.backbone(batch))
         logits, deltas = self.head(features)
         shapes = [tuple(f.shape[-2:]) for f in features]

@@ -1,0 +1,98 @@
+"""Data loaders: an infinite, seeded, resumable training stream and a plain eval loader."""
+import itertools
+import random
+from typing import Iterator, List, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from .coco import CocoDetection, DatasetError
+from .transforms import build_transforms
+
+
+def collate(batch):
+    """A list of ``(image, target)`` -> ``(list of images, list of targets)``: images keep
+    their sizes; the model pads them."""
+    images, targets = zip(*batch)
+    return list(images), list(targets)
+
+
+class TrainingBatchSampler(Sampler):
+    """Endless batches of indices: a fresh permutation per epoch from ``seed`` and the epoch.
+
+    With ``group_by_aspect`` each batch holds only landscape or only portrait images (less
+    padding). The stream is a pure function of (seed, dataset), so ``start_iter`` skips the
+    batches already trained on and a resumed run sees the same data order. Under DDP each
+    rank takes every ``world_size``-th batch of the same stream.
+    """
+
+    def __init__(self, dataset: CocoDetection, batch_size: int, seed: int = 0, group_by_aspect: bool = True,
+                 start_iter: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        self.size = len(dataset)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.groups = ([int(dataset.aspect_ratio(i) > 1) for i in range(self.size)]
+                       if group_by_aspect else [0] * self.size)
+        self.start_iter = start_iter
+        self.rank = rank
+        self.world_size = world_size
+
+    def _indices(self) -> Iterator[int]:
+        for epoch in itertools.count():
+            g = torch.Generator().manual_seed(self.seed * 100003 + epoch)
+            yield from torch.randperm(self.size, generator=g).tolist()
+
+    def _batches(self) -> Iterator[List[int]]:
+        buckets = {0: [], 1: []}
+        for index in self._indices():
+            bucket = buckets[self.groups[index]]
+            bucket.append(index)
+            if len(bucket) == self.batch_size:
+                yield list(bucket)
+                bucket.clear()
+
+    def __iter__(self) -> Iterator[List[int]]:
+        start = self.start_iter * self.world_size + self.rank
+        return itertools.islice(self._batches(), start, None, self.world_size)
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Each worker gets its own NumPy, Python and augmentation seed, derived from torch's."""
+    seed = torch.initial_seed() % 2 ** 32
+    np.random.seed(seed)
+    random.seed(seed)
+    info = torch.utils.data.get_worker_info()
+    if info is not None and info.dataset.transforms is not None:
+        info.dataset.transforms.set_seed(seed)
+
+
+def build_dataset(cfg, split: str, training: bool) -> CocoDetection:
+    s = getattr(cfg.data, split)
+    if not s.ann_file:
+        raise ValueError(f"data.{split}.ann_file is not set; point it at a COCO-format json")
+    transforms = build_transforms(s.transforms, seed=cfg.train.seed) if training else None
+    dataset = CocoDetection(s.ann_file, s.img_dir, transforms=transforms, filter_empty=s.filter_empty,
+                            category_ids_as_labels=cfg.data.category_ids_as_labels)
+    if dataset.num_classes != cfg.model.num_classes:
+        raise DatasetError(
+            f"{s.ann_file} has {dataset.num_classes} classes but model.num_classes={cfg.model.num_classes}; "
+            f"set model.num_classes={dataset.num_classes}"
+        )
+    return dataset
+
+
+def build_train_loader(cfg, dataset: CocoDetection, batch_size: int, start_iter: int = 0,
+                       rank: int = 0, world_size: int = 1) -> DataLoader:
+    sampler = TrainingBatchSampler(dataset, batch_size, cfg.train.seed, cfg.data.aspect_ratio_grouping,
+                                   start_iter, rank, world_size)
+    generator = torch.Generator().manual_seed(cfg.train.seed + rank)
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.data.num_workers, collate_fn=collate,
+                      worker_init_fn=_seed_worker, generator=generator,
+                      persistent_workers=cfg.data.num_workers > 0)
+
+
+def build_eval_loader(cfg, dataset: CocoDetection, indices: Optional[List[int]] = None) -> DataLoader:
+    subset = dataset if indices is None else torch.utils.data.Subset(dataset, indices)
+    return DataLoader(subset, batch_size=cfg.eval.ims_per_batch, shuffle=False,
+                      num_workers=cfg.data.num_workers, collate_fn=collate)

@@ -1,0 +1,149 @@
+"""Checkpoints: atomic writes, a ``last_checkpoint`` pointer, safe loading, conversion."""
+import logging
+import os
+import random
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+
+from ..modeling.convert import convert_torchvision_retinanet
+
+logger = logging.getLogger(__name__)
+
+POINTER = "last_checkpoint"
+
+
+def _safe_load(path: str) -> Any:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError or EOFError here
+        raise ValueError(
+            f"{path} is not a readable checkpoint: it is damaged, or holds objects other than "
+            f"tensors, which are refused for safety ({type(e).__name__}: {str(e).splitlines()[0]})"
+        ) from None
+
+
+def load_state_dict(path: str) -> Dict[str, torch.Tensor]:
+    """The model state dict in ``path``: a checkpoint ``{"model": ...}`` or a bare state dict.
+
+    Only tensors and plain containers are read (``weights_only=True``): a file that would run
+    code when unpickled is refused.
+    """
+    data = _safe_load(path)
+    if isinstance(data, dict) and isinstance(data.get("model"), dict):
+        data = data["model"]
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise ValueError(f"{path} holds no model state dict")
+    return data
+
+
+def load_model_weights(model: torch.nn.Module, path: str) -> None:
+    """Load ``path`` into ``model``; a checkpoint of another architecture or class count is an
+    error that says which tensors do not fit."""
+    state = load_state_dict(path)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        hint = ""
+        if any(k.startswith("head.cls_score") for k in wrong):
+            hint = (f" The classification layer has {state['head.cls_score.weight'].shape[0]} outputs in the "
+                    f"checkpoint and {own['head.cls_score.weight'].shape[0]} in the model: check "
+                    "model.num_classes and loss.cls.name.")
+        raise ValueError(
+            f"{path} does not fit the model of this config: {len(missing)} tensors missing, "
+            f"{len(unexpected)} unexpected, {len(wrong)} of another shape "
+            f"(first: {(wrong + missing + unexpected)[0]}).{hint}"
+        )
+    model.load_state_dict(state)
+
+
+def rng_state() -> Dict[str, Any]:
+    """Python, NumPy and torch (CPU and CUDA) RNG states as plain, weights_only-safe data."""
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Dict[str, Any]) -> None:
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(state: Dict[str, Any], output_dir: str, name: str, keep: int = 0) -> str:
+    """Write ``output_dir/name`` atomically and point ``last_checkpoint`` at it.
+
+    The file is written to a temporary name, flushed and fsynced, then renamed: a process
+    killed in the middle leaves the previous checkpoint and pointer intact. With ``keep > 0``
+    only the newest ``keep`` periodic checkpoints (``model_*.pth`` other than
+    ``model_final.pth``) are kept.
+    """
+    path = os.path.join(output_dir, name)
+    _atomic_write(path, lambda f: torch.save(state, f))
+    _atomic_write(os.path.join(output_dir, POINTER), lambda f: f.write(name.encode()))
+    if keep > 0:
+        periodic = sorted(f for f in os.listdir(output_dir)
+                          if f.startswith("model_") and f.endswith(".pth") and f != "model_final.pth")
+        for old in periodic[:-keep]:
+            if old != name:
+                os.remove(os.path.join(output_dir, old))
+    return path
+
+
+def _atomic_write(path: str, write) -> None:
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def last_checkpoint(output_dir: str) -> Optional[str]:
+    """The path the ``last_checkpoint`` pointer names, or None when there is none."""
+    pointer = os.path.join(output_dir, POINTER)
+    if not os.path.isfile(pointer):
+        return None
+    with open(pointer) as f:
+        name = f.read().strip()
+    path = os.path.join(output_dir, name)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{pointer} names {name}, which does not exist in {output_dir}")
+    return path
+
+
+def load_training_state(path: str) -> Dict[str, Any]:
+    data = _safe_load(path)
+    if not isinstance(data, dict) or "model" not in data or "iteration" not in data:
+        raise ValueError(f"{path} is not a training checkpoint (no model or iteration)")
+    return data
+
+
+def convert_checkpoint(source: str, input_path: str, output_path: str) -> int:
+    """Convert ``input_path`` from ``source``'s layout and save ``{"model": state}``;
+    returns the number of tensors written."""
+    if source != "torchvision":
+        raise ValueError(f"unknown source '{source}'; valid: torchvision")
+    state = convert_torchvision_retinanet(load_state_dict(input_path))
+    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
+    torch.save({"model": state}, output_path)
+    return len(state)

@@ -1,0 +1,47 @@
+"""Inference over a dataset split and its COCO evaluation, with the files a run writes."""
+import json
+import logging
+import os
+from typing import Any, Dict, List, Optional
+
+import torch
+from tqdm import tqdm
+
+from ..data import CocoDetection, build_eval_loader
+from ..visualization import plot_pr_curves
+from .coco_eval import detections_to_coco_results, evaluate_coco, format_table, write_metrics
+
+logger = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def run_inference(model, loader, device: torch.device, desc: str = "inference",
+                  progress: bool = True) -> (List[Dict[str, Any]], List[int]):
+    """Detections for every image of ``loader`` (on the CPU), with the images' ids."""
+    was_training = model.training
+    model.eval()
+    detections, image_ids = [], []
+    for images, targets in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
+        outputs = model([im.to(device, non_blocking=True) for im in images])
+        detections += [{k: v.cpu() for k, v in out.items()} for out in outputs]
+        image_ids += [t["image_id"] for t in targets]
+    model.train(was_training)
+    return detections, image_ids
+
+
+def evaluate(model, cfg, dataset: CocoDetection, output_dir: Optional[str], device: torch.device,
+             progress: bool = True) -> Dict[str, Any]:
+    """Infer on ``dataset``, then write ``detections.json``, ``metrics.json`` and
+    ``pr_curves.png`` to ``output_dir`` (when given) and log the COCO table."""
+    detections, image_ids = run_inference(model, build_eval_loader(cfg, dataset), device, "evaluating", progress)
+    results = detections_to_coco_results(detections, image_ids, dataset.label_to_category_id)
+    stats = evaluate_coco(dataset.coco.dataset, results, cfg.eval.backend)
+    if output_dir:
+        os.makedirs(output_dir, exist_ok=True)
+        with open(os.path.join(output_dir, "detections.json"), "w") as f:
+            json.dump(results, f)
+        write_metrics(stats, output_dir)
+        if stats.get("precision") is not None:
+            plot_pr_curves(stats["precision"], dataset.class_names, os.path.join(output_dir, "pr_curves.png"))
+    logger.info("COCO box evaluation on %s (%d images):\n%s", dataset.ann_file, len(dataset), format_table(stats))
+    return stats

@@ -1,0 +1,62 @@
+"""``detector predict``: detections for image files, as JSON and as drawn images."""
+import json
+import os
+from typing import Dict, List, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.utils import draw_bounding_boxes
+from tqdm import tqdm
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def find_images(inputs: Sequence[str]) -> List[str]:
+    paths = []
+    for item in inputs:
+        if os.path.isdir(item):
+            found = sorted(os.path.join(item, f) for f in os.listdir(item) if f.lower().endswith(IMAGE_EXTENSIONS))
+            if not found:
+                raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in directory {item}")
+            paths += found
+        elif os.path.isfile(item):
+            paths.append(item)
+        else:
+            raise FileNotFoundError(f"no such image or directory: {item}")
+    return paths
+
+
+def _read(path: str) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except OSError as e:
+        raise ValueError(f"cannot read image {path}: {e}") from None
+
+
+@torch.no_grad()
+def predict(model, paths: Sequence[str], class_names: Sequence[str], output_dir: str, device: torch.device,
+            score_thresh: float = 0.3, progress: bool = True) -> List[Dict]:
+    """Write ``output_dir/predictions.json`` and a drawn copy of each image; return the records."""
+    os.makedirs(output_dir, exist_ok=True)
+    model.eval()
+    records = []
+    for path in tqdm(paths, desc="predicting", unit="img", disable=not progress):
+        array = _read(path)
+        image = torch.from_numpy(array.copy()).permute(2, 0, 1)
+        det = model([image.float().div(255).to(device)])[0]
+        keep = det["scores"] >= score_thresh
+        boxes, scores, labels = det["boxes"][keep].cpu(), det["scores"][keep].cpu(), det["labels"][keep].cpu()
+        names = [class_names[int(c)] for c in labels]
+        records.append({"file_name": os.path.basename(path), "path": path, "boxes": boxes.tolist(),
+                        "scores": scores.tolist(), "labels": labels.tolist(), "category_names": names})
+        drawn = image
+        if len(boxes):
+            captions = [f"{n} {s:.2f}" for n, s in zip(names, scores.tolist())]
+            drawn = draw_bounding_boxes(image, boxes, labels=captions, width=max(1, round(min(image.shape[1:]) / 200)))
+        stem = os.path.splitext(os.path.basename(path))[0]
+        Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(os.path.join(output_dir, f"{stem}_pred.png"))
+    with open(os.path.join(output_dir, "predictions.json"), "w") as f:
+        json.dump(records, f, indent=1)
+    return records

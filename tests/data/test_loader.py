@@ -1,0 +1,47 @@
+import itertools
+
+from detector.data import CocoDetection, TrainingBatchSampler
+
+
+class _FakeDataset:
+    def __init__(self, ratios):
+        self.ratios = ratios
+
+    def __len__(self):
+        return len(self.ratios)
+
+    def aspect_ratio(self, i):
+        return self.ratios[i]
+
+
+def test_stream_is_deterministic_and_start_iter_skips():
+    ds = _FakeDataset([1.0] * 10)
+    full = list(itertools.islice(iter(TrainingBatchSampler(ds, 3, seed=4, group_by_aspect=False)), 8))
+    again = list(itertools.islice(iter(TrainingBatchSampler(ds, 3, seed=4, group_by_aspect=False)), 8))
+    resumed = list(itertools.islice(iter(TrainingBatchSampler(ds, 3, seed=4, group_by_aspect=False,
+                                                              start_iter=5)), 3))
+    assert full == again and resumed == full[5:8]
+    first_epoch = sorted(i for b in full[:3] for i in b)
+    assert len(set(first_epoch)) == 9  # a permutation, no repeats inside an epoch
+    other = list(itertools.islice(iter(TrainingBatchSampler(ds, 3, seed=5, group_by_aspect=False)), 8))
+    assert other != full
+
+
+def test_aspect_ratio_grouping():
+    ds = _FakeDataset([0.5, 2.0] * 6)
+    for batch in itertools.islice(iter(TrainingBatchSampler(ds, 2, seed=0)), 10):
+        assert len({ds.ratios[i] > 1 for i in batch}) == 1
+
+
+def test_ranks_split_the_stream():
+    ds = _FakeDataset([1.0] * 10)
+    full = list(itertools.islice(iter(TrainingBatchSampler(ds, 2, seed=0, group_by_aspect=False)), 6))
+    r0 = list(itertools.islice(iter(TrainingBatchSampler(ds, 2, seed=0, group_by_aspect=False, world_size=2)), 3))
+    r1 = list(itertools.islice(iter(TrainingBatchSampler(ds, 2, seed=0, group_by_aspect=False, rank=1,
+                                                         world_size=2)), 3))
+    assert r0 == full[0::2] and r1 == full[1::2]
+
+
+def test_real_dataset_aspect_ratio(tiny_dataset):
+    ds = CocoDetection(f"{tiny_dataset}/annotations/instances_val.json", f"{tiny_dataset}/val")
+    assert ds.aspect_ratio(0) == 1.0

@@ -1,0 +1,55 @@
+import json
+import os
+
+import pytest
+
+from detector.config import load_config
+from detector.engine import train
+from detector.engine.checkpoint import last_checkpoint, load_training_state
+
+
+def _metrics(output_dir):
+    with open(os.path.join(output_dir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_short_run_writes_outputs_and_the_loss_goes_down(tiny_config, tmp_path):
+    out = str(tmp_path / "run")
+    cfg = load_config(tiny_config, [f"output_dir={out}", "train.max_iter=30", "train.log_period=5",
+                                    "train.checkpoint_period=10", "solver.base_lr=0.002",
+                                    "data.train.transforms=[]"])
+    stats = train(cfg, progress=False)
+    for name in ("config.yaml", "metrics.jsonl", "model_final.pth", "loss.png", "metrics.json",
+                 "detections.json", "log.txt", "last_checkpoint", "model_0000010.pth", "model_0000020.pth"):
+        assert os.path.exists(os.path.join(out, name)), name
+    rows = _metrics(out)
+    assert [r["iteration"] for r in rows] == [5, 10, 15, 20, 25, 30]
+    assert rows[-1]["loss"] < 0.7 * rows[0]["loss"]
+    assert {"loss_cls", "loss_box", "lr", "eta_seconds", "data_time"} <= set(rows[0])
+    assert "AP" in stats and 0.0 <= stats["AP"] <= 1.0
+    assert last_checkpoint(out).endswith("model_final.pth")
+    state = load_training_state(os.path.join(out, "model_final.pth"))
+    assert state["iteration"] == 30 and state["config"]["train"]["max_iter"] == 30
+
+
+def test_resume_continues_from_the_saved_iteration(tiny_config, tmp_path):
+    out = str(tmp_path / "run")
+    base = [f"output_dir={out}", "train.log_period=2", "train.checkpoint_period=4", "data.val.ann_file="]
+    train(load_config(tiny_config, base + ["train.max_iter=4"]), progress=False)
+    assert load_training_state(last_checkpoint(out))["iteration"] == 4
+    train(load_config(tiny_config, base + ["train.max_iter=8"]), resume=True, progress=False)
+    assert [r["iteration"] for r in _metrics(out)] == [2, 4, 6, 8]
+    assert load_training_state(os.path.join(out, "model_final.pth"))["iteration"] == 8
+
+
+def test_num_classes_mismatch_is_named(tiny_config, tmp_path):
+    cfg = load_config(tiny_config, [f"output_dir={tmp_path}", "model.num_classes=3"])
+    with pytest.raises(ValueError, match="has 4 classes but model.num_classes=3"):
+        train(cfg, progress=False)
+
+
+def test_non_finite_loss_stops_with_the_terms(tiny_config, tmp_path):
+    cfg = load_config(tiny_config, [f"output_dir={tmp_path}", "solver.base_lr=1e30", "solver.optimizer=sgd",
+                                    "solver.warmup_iters=0", "train.max_iter=6", "train.log_period=1"])
+    with pytest.raises(FloatingPointError, match="loss is not finite.*loss_cls=.*solver.base_lr"):
+        train(cfg, progress=False)
