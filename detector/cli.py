@@ -168,8 +168,14 @@ def main(argv: Optional[List[str]] = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = list(args.overrides) + extra
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logger.setLevel(logging.INFO)  # also when the host program configured logging already
+    from .engine.trainer import TrainingInterrupted
+
     try:
         args.func(args)
+    except TrainingInterrupted as e:
+        print(str(e), file=sys.stderr)
+        return e.exit_code
     except USER_ERRORS as e:
         if args.debug:
             raise

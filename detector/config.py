@@ -193,6 +193,8 @@ class TrainConfig:
     amp_dtype: str = "bfloat16"  # bfloat16 | float16 (with a gradient scaler)
     log_period: int = 20
     checkpoint_period: int = 5000
+    keep_checkpoints: int = 0  # keep only the newest K periodic checkpoints; 0 keeps all
+    sync_bn: bool = False  # SyncBatchNorm across DDP processes (CUDA only), for norm: bn
     eval_period: int = 0  # 0: evaluate only at the end
     seed: int = 0
 

@@ -182,7 +182,10 @@ class CocoDetection(torch.utils.data.Dataset):
             raise DatasetError(f"cannot read image {path} (image id {image_id} in {self.ann_file}): "
                                f"{e}; the file is truncated or not an image") from None
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, item):
+        """``item`` is an index, or ``(index, seed)`` to draw this sample's augmentation from
+        ``seed`` (what the training sampler does, so that augmentation is reproducible)."""
+        index, seed = item if isinstance(item, tuple) else (item, None)
         image = self.load_image(index)
         boxes, labels = self._targets[self.ids[index]]
         height, width = image.shape[:2]
@@ -190,6 +193,8 @@ class CocoDetection(torch.utils.data.Dataset):
         boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)  # the json's size may be absent or wrong
         boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
         if self.transforms is not None:
+            if seed is not None:
+                self.transforms.set_seed(seed)
             image, boxes, labels = self.transforms(image, boxes, labels)
         target = {
             "boxes": torch.as_tensor(np.asarray(boxes, dtype=np.float32).reshape(-1, 4)),

@@ -1,7 +1,7 @@
 """Data loaders: an infinite, seeded, resumable training stream and a plain eval loader."""
 import itertools
 import random
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -19,12 +19,14 @@ def collate(batch):
 
 
 class TrainingBatchSampler(Sampler):
-    """Endless batches of indices: a fresh permutation per epoch from ``seed`` and the epoch.
+    """Endless batches of ``(index, augmentation seed)`` pairs: a fresh permutation per epoch
+    from ``seed`` and the epoch, and a seed per position in the stream.
 
     With ``group_by_aspect`` each batch holds only landscape or only portrait images (less
-    padding). The stream is a pure function of (seed, dataset), so ``start_iter`` skips the
-    batches already trained on and a resumed run sees the same data order. Under DDP each
-    rank takes every ``world_size``-th batch of the same stream.
+    padding). The stream, augmentation included, is a pure function of (seed, dataset), so
+    ``start_iter`` skips the batches already trained on and a resumed run sees exactly the
+    samples the uninterrupted run would have seen. Under DDP each rank takes every
+    ``world_size``-th batch of the same stream.
     """
 
     def __init__(self, dataset: CocoDetection, batch_size: int, seed: int = 0, group_by_aspect: bool = True,
@@ -43,28 +45,26 @@ class TrainingBatchSampler(Sampler):
             g = torch.Generator().manual_seed(self.seed * 100003 + epoch)
             yield from torch.randperm(self.size, generator=g).tolist()
 
-    def _batches(self) -> Iterator[List[int]]:
+    def _batches(self) -> Iterator[List[Tuple[int, int]]]:
         buckets = {0: [], 1: []}
-        for index in self._indices():
+        for position, index in enumerate(self._indices()):
             bucket = buckets[self.groups[index]]
-            bucket.append(index)
+            bucket.append((index, (self.seed * 1000003 + position) % 2 ** 32))
             if len(bucket) == self.batch_size:
                 yield list(bucket)
                 bucket.clear()
 
-    def __iter__(self) -> Iterator[List[int]]:
+    def __iter__(self) -> Iterator[List[Tuple[int, int]]]:
         start = self.start_iter * self.world_size + self.rank
         return itertools.islice(self._batches(), start, None, self.world_size)
 
 
 def _seed_worker(worker_id: int) -> None:
-    """Each worker gets its own NumPy, Python and augmentation seed, derived from torch's."""
+    """NumPy and Python seeds per worker, for user code that draws from them; the
+    augmentations themselves are seeded per sample by the batch sampler."""
     seed = torch.initial_seed() % 2 ** 32
     np.random.seed(seed)
     random.seed(seed)
-    info = torch.utils.data.get_worker_info()
-    if info is not None and info.dataset.transforms is not None:
-        info.dataset.transforms.set_seed(seed)
 
 
 def build_dataset(cfg, split: str, training: bool) -> CocoDetection:

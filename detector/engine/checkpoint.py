@@ -8,22 +8,11 @@ import numpy as np
 import torch
 
 from ..modeling.convert import convert_torchvision_retinanet
+from ..serialization import safe_torch_load
 
 logger = logging.getLogger(__name__)
 
 POINTER = "last_checkpoint"
-
-
-def _safe_load(path: str) -> Any:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises UnpicklingError, RuntimeError or EOFError here
-        raise ValueError(
-            f"{path} is not a readable checkpoint: it is damaged, or holds objects other than "
-            f"tensors, which are refused for safety ({type(e).__name__}: {str(e).splitlines()[0]})"
-        ) from None
 
 
 def load_state_dict(path: str) -> Dict[str, torch.Tensor]:
@@ -32,7 +21,7 @@ def load_state_dict(path: str) -> Dict[str, torch.Tensor]:
     Only tensors and plain containers are read (``weights_only=True``): a file that would run
     code when unpickled is refused.
     """
-    data = _safe_load(path)
+    data = safe_torch_load(path)
     if isinstance(data, dict) and isinstance(data.get("model"), dict):
         data = data["model"]
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
@@ -132,7 +121,7 @@ def last_checkpoint(output_dir: str) -> Optional[str]:
 
 
 def load_training_state(path: str) -> Dict[str, Any]:
-    data = _safe_load(path)
+    data = safe_torch_load(path)
     if not isinstance(data, dict) or "model" not in data or "iteration" not in data:
         raise ValueError(f"{path} is not a training checkpoint (no model or iteration)")
     return data

@@ -1,20 +1,27 @@
-"""The training loop: iteration-based, SGD/AdamW with warmup, AMP on CUDA, checkpoints,
-resume, progress bar, JSON-lines metrics, a loss plot, and an evaluation at the end."""
+"""The training loop: iteration-based, SGD/AdamW with warmup, AMP on CUDA, DDP through
+torchrun, checkpoints with exact resume, a clean stop on SIGTERM/SIGINT, progress bar,
+JSON-lines metrics, a loss plot, and an evaluation at the end."""
 import json
 import logging
 import os
 import random
+import signal
+import sys
+import threading
 import time
+from contextlib import contextmanager
 from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from ..config import to_dict, to_yaml
-from ..data import build_dataset, build_train_loader
+from ..data import DatasetError, build_dataset, build_train_loader
 from ..evaluation import evaluate
 from ..modeling import build_model
 from ..visualization import plot_losses
+from . import distributed as comm
 from .checkpoint import last_checkpoint, load_training_state, rng_state, save_checkpoint, set_rng_state
 from .optim import build_lr_scheduler, build_optimizer
 
@@ -34,7 +41,7 @@ def prepare_output_dir(output_dir: str) -> None:
     """Create ``output_dir`` and check that it can be written, before any work is done."""
     try:
         os.makedirs(output_dir, exist_ok=True)
-        probe = os.path.join(output_dir, ".write_test")
+        probe = os.path.join(output_dir, f".write_test.{os.getpid()}")
         with open(probe, "w") as f:
             f.write("ok")
         os.remove(probe)
@@ -85,6 +92,35 @@ class NonFiniteLossError(FloatingPointError):
     pass
 
 
+class TrainingInterrupted(Exception):
+    """SIGTERM or SIGINT arrived; a checkpoint was written. ``exit_code`` is 128 + signal."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+@contextmanager
+def _stop_on_signals(flag: Dict[str, Optional[int]]):
+    """While training, SIGTERM and SIGINT only set ``flag["signal"]``: the loop finishes its
+    step, writes a checkpoint and stops."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def handler(signum, frame):
+        flag["signal"] = signum
+
+    for s in previous:
+        signal.signal(s, handler)
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
 def _check_finite(means: Dict[str, float], first: int, last: int, output_dir: str) -> None:
     bad = {k: v for k, v in means.items() if not np.isfinite(v)}
     if bad:
@@ -105,117 +141,181 @@ def _to_device(images, targets, device):
     return images, targets
 
 
-def train(cfg, resume: bool = False, progress: bool = True) -> Dict[str, Any]:
-    """Train ``cfg`` in ``cfg.output_dir``; returns the final COCO stats (empty without val)."""
-    from tqdm import tqdm
+def _resume_command() -> str:
+    argv = [a for a in sys.argv[1:] if a != "--resume"]
+    return "detector " + " ".join(argv) + " --resume"
 
-    output_dir = cfg.output_dir
-    prepare_output_dir(output_dir)
-    log_file = logging.FileHandler(os.path.join(output_dir, "log.txt"))
-    log_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger("detector").addHandler(log_file)
-    try:
-        device = resolve_device(cfg.train.device)
-        seed_everything(cfg.train.seed)
-        train_set = build_dataset(cfg, "train", training=True)
-        val_set = build_dataset(cfg, "val", training=False) if cfg.data.val.ann_file else None
-        model = build_model(cfg).to(device)
-        optimizer = build_optimizer(cfg, model)
-        scheduler = build_lr_scheduler(cfg, optimizer)
-        amp = cfg.train.amp and device.type == "cuda"
-        amp_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.train.amp_dtype]
-        scaler = torch.amp.GradScaler("cuda", enabled=amp and amp_dtype == torch.float16)
 
-        start_iter = 0
-        ckpt_path = last_checkpoint(output_dir) if resume else None
-        if resume and ckpt_path is None:
-            logger.info("--resume: no checkpoint in %s yet, starting from scratch", output_dir)
-        if ckpt_path:
-            state = load_training_state(ckpt_path)
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state["scaler"])
-            if "rng" in state:
-                set_rng_state(state["rng"])
-            start_iter = int(state["iteration"])
-            logger.info("resumed from %s at iteration %d", ckpt_path, start_iter)
-        with open(os.path.join(output_dir, "config.yaml"), "w") as f:
-            f.write(to_yaml(cfg))
+class Trainer:
+    """Holds what one training run needs; :meth:`run` is the loop."""
 
-        def checkpoint(iteration: int, name: str) -> None:
+    def __init__(self, cfg, resume: bool = False, progress: bool = True) -> None:
+        self.cfg = cfg
+        self.output_dir = cfg.output_dir
+        self.device = comm.init_distributed(resolve_device(cfg.train.device))
+        self.rank, self.world_size = comm.get_rank(), comm.get_world_size()
+        self.main = self.rank == 0
+        self.progress = progress and self.main
+        if cfg.solver.ims_per_batch % self.world_size:
+            raise ValueError(f"solver.ims_per_batch={cfg.solver.ims_per_batch} is not divisible by the "
+                             f"{self.world_size} processes")
+        seed_everything(cfg.train.seed + self.rank)
+        self.train_set = build_dataset(cfg, "train", training=True)
+        self.val_set = build_dataset(cfg, "val", training=False) if cfg.data.val.ann_file else None
+        model = build_model(cfg)
+        if cfg.train.sync_bn and self.world_size > 1:
+            if self.device.type != "cuda":
+                raise ValueError("train.sync_bn needs CUDA (NCCL); gloo on CPUs has no SyncBatchNorm")
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.model = model.to(self.device)
+        self.optimizer = build_optimizer(cfg, self.model)
+        self.scheduler = build_lr_scheduler(cfg, self.optimizer)
+        self.amp = cfg.train.amp and self.device.type == "cuda"
+        self.amp_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.train.amp_dtype]
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
+        self.start_iter = self._resume() if resume else 0
+        self.ddp_model = (DistributedDataParallel(self.model, device_ids=[self.device.index]
+                                                  if self.device.type == "cuda" else None)
+                          if self.world_size > 1 else self.model)
+
+    def _resume(self) -> int:
+        path = last_checkpoint(self.output_dir)
+        if path is None:
+            logger.info("--resume: no checkpoint in %s yet, starting from scratch", self.output_dir)
+            return 0
+        state = load_training_state(path)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        if "rng" in state and self.world_size == 1:
+            set_rng_state(state["rng"])
+        logger.info("resumed from %s at iteration %d", path, state["iteration"])
+        return int(state["iteration"])
+
+    def checkpoint(self, iteration: int, name: str) -> None:
+        if self.main:
             save_checkpoint({
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                "iteration": iteration, "config": to_dict(cfg), "rng": rng_state(),
-            }, output_dir, name)
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "iteration": iteration, "config": to_dict(self.cfg), "rng": rng_state(),
+            }, self.output_dir, name, keep=self.cfg.train.keep_checkpoints)
+        comm.barrier()
 
-        writer = MetricsWriter(output_dir, resume_from=start_iter)
+    def run(self) -> Dict[str, Any]:
+        cfg = self.cfg
         max_iter = cfg.train.max_iter
-        if start_iter < max_iter:
-            loader = build_train_loader(cfg, train_set, cfg.solver.ims_per_batch, start_iter=start_iter)
-            _loop(cfg, model, optimizer, scheduler, scaler, loader, device, amp, amp_dtype, start_iter,
-                  writer, checkpoint, val_set, progress, tqdm)
-        writer.close()
-        if not os.path.exists(os.path.join(output_dir, "model_final.pth")) or start_iter < max_iter:
-            checkpoint(max_iter, "model_final.pth")
-        plot_losses(writer.path, os.path.join(output_dir, "loss.png"))
-        if val_set is None:
+        if self.main:
+            with open(os.path.join(self.output_dir, "config.yaml"), "w") as f:
+                f.write(to_yaml(cfg))
+        writer = MetricsWriter(self.output_dir, resume_from=self.start_iter) if self.main else None
+        try:
+            if self.start_iter < max_iter:
+                self._loop(writer)
+                self.checkpoint(max_iter, "model_final.pth")
+        finally:
+            if writer is not None:
+                writer.close()
+        if self.main:
+            plot_losses(writer.path, os.path.join(self.output_dir, "loss.png"))
+        if self.val_set is None:
             logger.info("no data.val.ann_file configured: skipping the final evaluation")
             return {}
-        return evaluate(model, cfg, val_set, output_dir, device, progress)
+        return evaluate(self.model, cfg, self.val_set, self.output_dir, self.device, self.progress)
+
+    def _loop(self, writer: Optional[MetricsWriter]) -> None:
+        from tqdm import tqdm
+
+        cfg, model, optimizer, scaler = self.cfg, self.ddp_model, self.optimizer, self.scaler
+        max_iter = cfg.train.max_iter
+        loader = build_train_loader(cfg, self.train_set, cfg.solver.ims_per_batch // self.world_size,
+                                    self.start_iter, self.rank, self.world_size)
+        data_iter = iter(loader)
+        model.train()
+        stop: Dict[str, Optional[int]] = {"signal": None}
+        sums: Dict[str, torch.Tensor] = {}
+        window_start, window_time, data_time, count = self.start_iter, time.perf_counter(), 0.0, 0
+        bar = tqdm(total=max_iter, initial=self.start_iter, desc="training", unit="it",
+                   disable=not self.progress, dynamic_ncols=True)
+        iteration = self.start_iter
+        with _stop_on_signals(stop):
+            while iteration < max_iter:
+                t0 = time.perf_counter()
+                try:
+                    images, targets = next(data_iter)
+                except DatasetError:
+                    if iteration > self.start_iter:  # keep what was learned; fix the data, then --resume
+                        self.checkpoint(iteration, f"model_{iteration:07d}.pth")
+                    raise
+                images, targets = _to_device(images, targets, self.device)
+                data_time += time.perf_counter() - t0
+                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
+                    losses = model(images, targets)
+                total = sum(losses.values())
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(total).backward()
+                if cfg.solver.clip_grad_norm > 0:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.solver.clip_grad_norm)
+                scaler.step(optimizer)
+                scaler.update()
+                self.scheduler.step()
+                for key, value in losses.items():  # detached sums stay on the device: no sync per step
+                    sums[key] = sums.get(key, 0) + value.detach()
+                count += 1
+                iteration += 1
+                at_checkpoint = iteration % cfg.train.checkpoint_period == 0
+                if iteration % cfg.train.log_period == 0 or at_checkpoint or iteration == max_iter:
+                    keys = sorted(sums)
+                    # each rank's loss is world_size x its share: the mean over ranks is the batch's
+                    values = comm.mean_over_ranks(torch.stack([sums[k] for k in keys]) / count).tolist()
+                    means = dict(zip(keys, values))
+                    _check_finite(means, window_start + 1, iteration, self.output_dir)
+                    elapsed = time.perf_counter() - window_time
+                    row = {"iteration": iteration, "loss": sum(means.values()), **means,
+                           "lr": optimizer.param_groups[0]["lr"], "time": elapsed / count,
+                           "data_time": data_time / count, "eta_seconds": elapsed / count * (max_iter - iteration)}
+                    if writer is not None:
+                        writer.write(row)
+                    bar.set_postfix(loss=f"{row['loss']:.3f}", **{k: f"{v:.3f}" for k, v in means.items()},
+                                    lr=f"{row['lr']:.2e}")
+                    sums, window_start, window_time, data_time, count = {}, iteration, time.perf_counter(), 0.0, 0
+                bar.update(1)
+                if stop["signal"] is not None:
+                    bar.close()
+                    name = f"model_{iteration:07d}.pth"
+                    self.checkpoint(iteration, name)
+                    signame = signal.Signals(stop["signal"]).name
+                    raise TrainingInterrupted(
+                        f"{signame} received: stopped after iteration {iteration} of {max_iter} and saved "
+                        f"{os.path.join(self.output_dir, name)}. Continue with: {_resume_command()}",
+                        stop["signal"])
+                if at_checkpoint and iteration < max_iter:
+                    self.checkpoint(iteration, f"model_{iteration:07d}.pth")
+                if (self.val_set is not None and cfg.train.eval_period and iteration % cfg.train.eval_period == 0
+                        and iteration < max_iter):
+                    stats = evaluate(self.model, cfg, self.val_set, None, self.device, self.progress)
+                    if writer is not None:
+                        writer.write({"iteration": iteration, **{f"val/{k}": v for k, v in stats.items()
+                                                                 if isinstance(v, float)}})
+                    model.train()
+        bar.close()
+
+
+def train(cfg, resume: bool = False, progress: bool = True) -> Dict[str, Any]:
+    """Train ``cfg`` in ``cfg.output_dir``; returns the final COCO stats (empty without val)."""
+    prepare_output_dir(cfg.output_dir)
+    log_file = logging.FileHandler(os.path.join(cfg.output_dir, "log.txt"))
+    log_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    package_logger = logging.getLogger("detector")
+    package_logger.addHandler(log_file)
+    try:
+        trainer = Trainer(cfg, resume=resume, progress=progress)
+        if not trainer.main:  # rank-0 logging only
+            package_logger.removeHandler(log_file)
+            package_logger.setLevel(logging.WARNING)
+        return trainer.run()
     finally:
-        logging.getLogger("detector").removeHandler(log_file)
+        package_logger.removeHandler(log_file)
         log_file.close()
-
-
-def _loop(cfg, model, optimizer, scheduler, scaler, loader, device, amp, amp_dtype, start_iter, writer,
-          checkpoint, val_set, progress, tqdm) -> None:
-    max_iter = cfg.train.max_iter
-    model.train()
-    sums: Dict[str, torch.Tensor] = {}
-    window_start, window_time, data_time, count = start_iter, time.perf_counter(), 0.0, 0
-    data_iter = iter(loader)
-    bar = tqdm(total=max_iter, initial=start_iter, desc="training", unit="it", disable=not progress,
-               dynamic_ncols=True)
-    for iteration in range(start_iter, max_iter):
-        t0 = time.perf_counter()
-        images, targets = next(data_iter)
-        images, targets = _to_device(images, targets, device)
-        data_time += time.perf_counter() - t0
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
-            losses = model(images, targets)
-        total = sum(losses.values())
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(total).backward()
-        if cfg.solver.clip_grad_norm > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.solver.clip_grad_norm)
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        for key, value in losses.items():  # detached sums stay on the device: no sync per step
-            sums[key] = sums.get(key, 0) + value.detach()
-        count += 1
-        done = iteration + 1
-        at_checkpoint = done % cfg.train.checkpoint_period == 0
-        if done % cfg.train.log_period == 0 or at_checkpoint or done == max_iter:
-            means = {k: float(v) / count for k, v in sums.items()}
-            _check_finite(means, window_start + 1, done, cfg.output_dir)
-            elapsed = time.perf_counter() - window_time
-            row = {"iteration": done, "loss": sum(means.values()), **means,
-                   "lr": optimizer.param_groups[0]["lr"], "time": elapsed / count, "data_time": data_time / count,
-                   "eta_seconds": elapsed / count * (max_iter - done)}
-            writer.write(row)
-            bar.set_postfix(loss=f"{row['loss']:.3f}", **{k: f"{v:.3f}" for k, v in means.items()},
-                            lr=f"{row['lr']:.2e}")
-            sums, window_start, window_time, data_time, count = {}, done, time.perf_counter(), 0.0, 0
-        if at_checkpoint and done < max_iter:
-            checkpoint(done, f"model_{done:07d}.pth")
-        if val_set is not None and cfg.train.eval_period and done % cfg.train.eval_period == 0 and done < max_iter:
-            stats = evaluate(model, cfg, val_set, None, device, progress)
-            writer.write({"iteration": done, **{f"val/{k}": v for k, v in stats.items()
-                                                if isinstance(v, float)}})
-            model.train()
-        bar.update(1)
-    bar.close()
+        comm.shutdown()

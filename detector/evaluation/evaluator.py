@@ -8,6 +8,7 @@ import torch
 from tqdm import tqdm
 
 from ..data import CocoDetection, build_eval_loader
+from ..engine import distributed as comm
 from ..visualization import plot_pr_curves
 from .coco_eval import detections_to_coco_results, evaluate_coco, format_table, write_metrics
 
@@ -32,9 +33,19 @@ def run_inference(model, loader, device: torch.device, desc: str = "inference",
 def evaluate(model, cfg, dataset: CocoDetection, output_dir: Optional[str], device: torch.device,
              progress: bool = True) -> Dict[str, Any]:
     """Infer on ``dataset``, then write ``detections.json``, ``metrics.json`` and
-    ``pr_curves.png`` to ``output_dir`` (when given) and log the COCO table."""
-    detections, image_ids = run_inference(model, build_eval_loader(cfg, dataset), device, "evaluating", progress)
+    ``pr_curves.png`` to ``output_dir`` (when given) and log the COCO table.
+
+    Under DDP each rank infers on every world_size-th image; rank 0 gathers the detections,
+    evaluates and returns the stats, the other ranks return ``{}``.
+    """
+    rank, world_size = comm.get_rank(), comm.get_world_size()
+    indices = list(range(rank, len(dataset), world_size))
+    loader = build_eval_loader(cfg, dataset, indices if world_size > 1 else None)
+    detections, image_ids = run_inference(model, loader, device, "evaluating", progress)
     results = detections_to_coco_results(detections, image_ids, dataset.label_to_category_id)
+    results = [r for part in comm.all_gather_objects(results) for r in part]
+    if rank != 0:
+        return {}
     stats = evaluate_coco(dataset.coco.dataset, results, cfg.eval.backend)
     if output_dir:
         os.makedirs(output_dir, exist_ok=True)

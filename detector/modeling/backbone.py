@@ -4,12 +4,12 @@ import os
 import urllib.error
 from typing import List
 
-import torch
 import torchvision
 from torch import Tensor, nn
 from torchvision.ops import FrozenBatchNorm2d
 
 from ..registry import REGISTRY
+from ..serialization import safe_torch_load
 from .head import group_norm
 
 logger = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def _freeze_batchnorm(module: nn.Module) -> None:
 def load_backbone_weights(backbone: ResNetBackbone, weights: str) -> None:
     """Load ImageNet weights: a torchvision weights name or a local ``.pth`` file."""
     if os.path.isfile(weights):
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        state = safe_torch_load(weights)
         if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
             state = state["model"]
         source = weights

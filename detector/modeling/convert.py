@@ -7,6 +7,7 @@ a model built from ``configs/retinanet/retinanet_r50_fpn_torchvision.yaml``.
 import re
 from typing import Dict
 
+import torch
 from torch import Tensor
 
 _RULES = [
@@ -40,4 +41,5 @@ def convert_torchvision_retinanet(state: Dict[str, Tensor]) -> Dict[str, Tensor]
                 break
         else:
             raise KeyError(f"torchvision RetinaNet key '{key}' has no counterpart in this package")
+    converted["fg_normalizer"] = torch.tensor(100.0)  # our loss-normaliser EMA, at its start value
     return converted

@@ -58,7 +58,8 @@ class RetinaNet(nn.Module):
         self.box_loss_weight = box_loss_weight
         self.normalizer_momentum = normalizer_momentum
         # EMA of the foreground count (detectron2 starts it at 100); unused when momentum is 0.
-        self.register_buffer("fg_normalizer", torch.tensor(100.0), persistent=False)
+        # Saved with the weights so that a resumed run continues the same average.
+        self.register_buffer("fg_normalizer", torch.tensor(100.0))
         self.score_thresh = score_thresh
         self.topk_candidates = topk_candidates
         self.nms_thresh = nms_thresh
@@ -115,17 +116,25 @@ class RetinaNet(nn.Module):
     def losses(self, logits: Tensor, deltas: Tensor, anchors: Tensor,
                targets: List[Dict[str, Tensor]]) -> Dict[str, Tensor]:
         """Classification and box loss for the batch, each divided by the number of foreground
-        anchors in the batch (or an EMA of it), computed in float32."""
+        anchors in the batch (or an EMA of it), computed in float32. Under DDP each rank's
+        loss is its share of the whole batch's loss times the number of ranks."""
         gt_labels, matched_boxes = self.label_anchors(anchors, targets)
         fg = (gt_labels >= 0) & (gt_labels < self.num_classes)
         num_fg = fg.sum().float()  # stays on the device: no host sync
+        world_size = 1
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Normalise by the foreground count of the whole distributed batch, and undo DDP's
+            # averaging of gradients over ranks: the step is then the one a single process
+            # would take on the whole batch.
+            world_size = torch.distributed.get_world_size()
+            torch.distributed.all_reduce(num_fg)
         if self.normalizer_momentum > 0:
             m = self.normalizer_momentum
             self.fg_normalizer = m * self.fg_normalizer + (1 - m) * num_fg
             normalizer = self.fg_normalizer
         else:
             normalizer = num_fg
-        normalizer = normalizer.clamp(min=1.0)
+        normalizer = normalizer.clamp(min=1.0) / world_size
         loss_cls = self.cls_loss(logits, gt_labels) / normalizer
         box = self.box_loss(deltas, anchors[None].expand_as(matched_boxes), matched_boxes, self.box_coder)
         loss_box = (box * fg).sum() / normalizer

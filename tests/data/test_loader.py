@@ -21,7 +21,9 @@ def test_stream_is_deterministic_and_start_iter_skips():
     resumed = list(itertools.islice(iter(TrainingBatchSampler(ds, 3, seed=4, group_by_aspect=False,
                                                               start_iter=5)), 3))
     assert full == again and resumed == full[5:8]
-    first_epoch = sorted(i for b in full[:3] for i in b)
+    first_epoch = sorted(i for b in full[:3] for i, _ in b)
+    seeds = [seed for b in full for _, seed in b]
+    assert len(set(seeds)) == len(seeds)  # every position of the stream has its own seed
     assert len(set(first_epoch)) == 9  # a permutation, no repeats inside an epoch
     other = list(itertools.islice(iter(TrainingBatchSampler(ds, 3, seed=5, group_by_aspect=False)), 8))
     assert other != full
@@ -30,7 +32,7 @@ def test_stream_is_deterministic_and_start_iter_skips():
 def test_aspect_ratio_grouping():
     ds = _FakeDataset([0.5, 2.0] * 6)
     for batch in itertools.islice(iter(TrainingBatchSampler(ds, 2, seed=0)), 10):
-        assert len({ds.ratios[i] > 1 for i in batch}) == 1
+        assert len({ds.ratios[i] > 1 for i, _ in batch}) == 1
 
 
 def test_ranks_split_the_stream():
@@ -45,3 +47,14 @@ def test_ranks_split_the_stream():
 def test_real_dataset_aspect_ratio(tiny_dataset):
     ds = CocoDetection(f"{tiny_dataset}/annotations/instances_val.json", f"{tiny_dataset}/val")
     assert ds.aspect_ratio(0) == 1.0
+
+
+def test_augmentation_is_a_function_of_the_sample_seed(tiny_dataset):
+    from detector.data import build_transforms
+
+    ds = CocoDetection(f"{tiny_dataset}/annotations/instances_train.json", f"{tiny_dataset}/train",
+                       transforms=build_transforms([{"name": "HorizontalFlip", "p": 0.5}]))
+    flips = {seed: ds[(0, seed)][0] for seed in range(8)}
+    assert any(not flips[0].equal(flips[s]) for s in range(8))  # some seeds flip, some do not
+    for seed in range(8):
+        assert ds[(0, seed)][0].equal(flips[seed])

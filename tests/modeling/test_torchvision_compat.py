@@ -3,8 +3,8 @@ import pytest
 import torch
 import torchvision
 
-from detector.engine.checkpoint import convert_checkpoint, load_state_dict
 from detector.config import load_config
+from detector.engine.checkpoint import convert_checkpoint, load_state_dict
 from detector.modeling import build_model
 from detector.modeling.convert import convert_torchvision_retinanet
 

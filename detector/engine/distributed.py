@@ -1,0 +1,70 @@
+"""torch.distributed helpers: set-up from torchrun's environment, rank queries, gathering.
+
+``torchrun --nproc_per_node N -m detector train CONFIG`` sets RANK, WORLD_SIZE and
+LOCAL_RANK; :func:`init_distributed` joins the group (NCCL on GPUs, gloo on CPUs).
+"""
+import os
+from typing import Any, List
+
+import torch
+import torch.distributed as dist
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def get_rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def get_world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main_process() -> bool:
+    return get_rank() == 0
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init_distributed(device: torch.device) -> torch.device:
+    """Join the process group when launched by torchrun; returns this process's device
+    (``cuda:LOCAL_RANK`` for CUDA runs)."""
+    if not launched_by_torchrun() or is_distributed():
+        return device
+    if device.type == "cuda":
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def shutdown() -> None:
+    if is_distributed():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+def all_gather_objects(obj: Any) -> List[Any]:
+    """Every rank's ``obj``, in rank order (just ``[obj]`` without DDP)."""
+    if not is_distributed():
+        return [obj]
+    gathered: List[Any] = [None] * get_world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def mean_over_ranks(values: torch.Tensor) -> torch.Tensor:
+    if is_distributed():
+        values = values.clone()
+        dist.all_reduce(values)
+        values /= get_world_size()
+    return values

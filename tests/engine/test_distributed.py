@@ -1,0 +1,85 @@
+"""DDP on CPU with gloo: 2 ranks x batch 1 take the step 1 process x batch 2 takes."""
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from detector.config import load_config
+from detector.data import CocoDetection
+from detector.modeling import build_model
+
+OVERRIDES = ["model.backbone.norm=frozen_bn", "model.backbone.freeze_at=0", "data.train.transforms=[]"]
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _batch(tiny_dataset):
+    ds = CocoDetection(f"{tiny_dataset}/annotations/instances_train.json", f"{tiny_dataset}/train")
+    items = [ds[i] for i in range(2)]
+    assert all(len(t["boxes"]) for _, t in items)
+    return [im for im, _ in items], [{"boxes": t["boxes"], "labels": t["labels"]} for _, t in items]
+
+
+def _step(model, images, targets):
+    losses = model(images, targets)
+    sum(losses.values()).backward()
+    return {k: v.detach() for k, v in losses.items()}
+
+
+def _rank_main(rank, world_size, port, tiny_config, tiny_dataset, weights, out_dir):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    torch.set_num_threads(1)
+    model = build_model(load_config(tiny_config, OVERRIDES))
+    model.load_state_dict(torch.load(weights, weights_only=True))
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    ddp.train()
+    images, targets = _batch(tiny_dataset)
+    losses = _step(ddp, images[rank:rank + 1], targets[rank:rank + 1])
+    for value in losses.values():  # the batch's loss is the mean of the ranks' losses
+        dist.all_reduce(value)
+        value /= world_size
+    if rank == 0:
+        grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        torch.save({"losses": losses, "grads": grads}, os.path.join(out_dir, "ddp.pth"))
+    dist.destroy_process_group()
+
+
+def test_two_ranks_equal_one_process(tiny_config, tiny_dataset, tmp_path):
+    torch.manual_seed(0)
+    model = build_model(load_config(tiny_config, OVERRIDES))
+    weights = str(tmp_path / "init.pth")
+    torch.save(model.state_dict(), weights)
+    model.train()
+    images, targets = _batch(tiny_dataset)
+    expected = _step(model, images, targets)
+    mp.spawn(_rank_main, args=(2, _free_port(), tiny_config, tiny_dataset, weights, str(tmp_path)), nprocs=2)
+    got = torch.load(tmp_path / "ddp.pth", weights_only=True)
+    for key, value in expected.items():
+        torch.testing.assert_close(got["losses"][key], value, rtol=1e-5, atol=1e-5)
+    grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert grads.keys() == got["grads"].keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(got["grads"][name], grad, rtol=1e-5, atol=1e-5, msg=name)
+
+
+@pytest.mark.slow
+def test_torchrun_trains_and_evaluates(tiny_config, tmp_path):
+    out = str(tmp_path / "run")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+           str(_free_port()), "-m", "detector", "train", tiny_config, "--output-dir", out, "train.max_iter=2",
+           "model.backbone.norm=frozen_bn"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("model_final.pth", "metrics.json", "metrics.jsonl", "detections.json"):
+        assert os.path.exists(os.path.join(out, name)), name

@@ -1,0 +1,174 @@
+"""Every kind of bad input ends in a message naming the file, key or id, exit code 2, and
+no traceback (issue: scale and survive)."""
+import json
+import os
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from detector.cli import main
+
+
+@pytest.fixture()
+def data_copy(tiny_dataset, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(tiny_dataset, root)
+    return root
+
+
+def _ann(root, split="train"):
+    return root / "annotations" / f"instances_{split}.json"
+
+
+def _edit(root, change, split="train"):
+    path = _ann(root, split)
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def _run(capsys, args, expected):
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert expected in err, err
+    assert "Traceback" not in err
+    return err
+
+
+def _train_args(tiny_config, root, tmp_path, *extra):
+    return ["train", tiny_config, "--output-dir", str(tmp_path / "out"), "train.max_iter=2",
+            f"data.train.ann_file={_ann(root)}", f"data.train.img_dir={root / 'train'}",
+            f"data.val.ann_file={_ann(root, 'val')}", f"data.val.img_dir={root / 'val'}", *extra]
+
+
+def test_truncated_json(tiny_config, data_copy, tmp_path, capsys):
+    path = _ann(data_copy)
+    path.write_text(path.read_text()[:100])
+    _run(capsys, _train_args(tiny_config, data_copy, tmp_path), "instances_train.json: not valid JSON")
+
+
+@pytest.mark.parametrize("change,expected", [
+    (lambda d: d.pop("annotations"), "missing required key 'annotations'"),
+    (lambda d: d["annotations"][0].pop("bbox"), "is missing required key 'bbox'"),
+    (lambda d: d["annotations"][0].update(image_id=999), "points at unknown image id 999"),
+    (lambda d: d["annotations"][0].update(category_id=42), "unknown category id 42"),
+    (lambda d: d["images"].append(dict(d["images"][0])), "duplicate image id 1"),
+    (lambda d: d.update(images=[], annotations=[]), "no images"),
+])
+def test_bad_annotations(tiny_config, data_copy, tmp_path, capsys, change, expected):
+    _edit(data_copy, change)
+    _run(capsys, _train_args(tiny_config, data_copy, tmp_path), expected)
+
+
+def test_boxes_with_negative_size_or_outside_are_skipped_and_counted(tiny_config, data_copy, tmp_path, capsys):
+    def change(d):
+        d["annotations"][0]["bbox"] = [10, 10, -5, 8]
+        d["annotations"][1]["bbox"] = [500, 500, 10, 10]
+    _edit(data_copy, change)
+    assert main(_train_args(tiny_config, data_copy, tmp_path, "train.max_iter=1")) == 0
+    log = (tmp_path / "out" / "log.txt").read_text()
+    assert "skipped 2 degenerate boxes" in log
+
+
+@pytest.mark.parametrize("damage,expected", [
+    ("missing", "image file not found"),
+    ("truncated", "cannot read image"),
+    ("text", "cannot read image"),
+])
+def test_bad_image_files_name_the_file_and_keep_progress(tiny_config, data_copy, tmp_path, capsys, damage,
+                                                         expected):
+    path = data_copy / "train" / "000003.png"
+    if damage == "missing":
+        path.unlink()
+    elif damage == "truncated":
+        path.write_bytes(path.read_bytes()[:200])
+    else:
+        path.write_text("not an image")
+    err = _run(capsys, _train_args(tiny_config, data_copy, tmp_path, "train.max_iter=10",
+                                   "data.train.transforms=[]"), expected)
+    assert "000003.png" in err and "image id 3" in err
+
+
+@pytest.mark.parametrize("mode", ["I;16", "CMYK"])
+def test_16_bit_and_cmyk_images_train(tiny_config, data_copy, tmp_path, mode):
+    path = data_copy / "train" / "000001.png"
+    rgb = Image.open(path).convert("RGB")
+    if mode == "I;16":
+        Image.fromarray((np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)).save(path)
+    else:
+        jpg = data_copy / "train" / "000001.jpg"
+        rgb.convert("CMYK").save(jpg)
+        _edit(data_copy, lambda d: d["images"][0].update(file_name="000001.jpg"))
+    assert main(_train_args(tiny_config, data_copy, tmp_path, "train.max_iter=1")) == 0
+
+
+@pytest.mark.parametrize("override,expected", [
+    ("model.nonsense=1", "unknown config key 'model.nonsense'"),
+    ("solver.base_lr=fast", "'solver.base_lr' must be a number"),
+    ("solver.steps=[1, 2", "'solver.steps' must be a list"),
+    ("justakey", "unrecognized arguments"),
+])
+def test_bad_config_and_overrides(tiny_config, tmp_path, capsys, override, expected):
+    if override == "justakey":
+        with pytest.raises(SystemExit) as e:
+            main(["train", tiny_config, "--output-dir", str(tmp_path), override])
+        assert e.value.code == 2 and expected in capsys.readouterr().err
+        return
+    _run(capsys, ["train", tiny_config, "--output-dir", str(tmp_path), override], expected)
+
+
+def test_checkpoint_for_another_architecture(tiny_config, tmp_path, capsys):
+    assert main(["train", tiny_config, "--output-dir", str(tmp_path / "run"), "train.max_iter=1",
+                 "data.val.ann_file="]) == 0
+    capsys.readouterr()
+    _run(capsys, ["eval", tiny_config, "--weights", str(tmp_path / "run" / "model_final.pth"),
+                  "model.backbone.name=resnet34"], "does not fit the model of this config")
+
+
+def test_unwritable_output_dir(tiny_config, tmp_path, capsys):
+    os.chmod(tmp_path, 0o500)
+    try:
+        if os.access(tmp_path, os.W_OK):  # root ignores permission bits
+            blocker = tmp_path / "blocker"
+            os.chmod(tmp_path, 0o700)
+            blocker.write_text("a file where a directory should be")
+            target = blocker / "out"
+        else:
+            target = tmp_path / "out"
+        _run(capsys, ["train", tiny_config, "--output-dir", str(target)], "is not writable")
+    finally:
+        os.chmod(tmp_path, 0o700)
+
+
+def test_non_finite_loss(tiny_config, tmp_path, capsys):
+    _run(capsys, ["train", tiny_config, "--output-dir", str(tmp_path), "solver.base_lr=1e30",
+                  "solver.optimizer=sgd", "solver.warmup_iters=0", "train.log_period=1"], "loss is not finite")
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > pwned.txt",))
+
+
+def _evil_checkpoint(path):
+    with open(path, "wb") as f:
+        pickle.dump({"model": {"w": _Evil()}, "iteration": 1}, f, protocol=2)
+
+
+def test_malicious_checkpoints_are_refused_everywhere(tiny_config, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    evil = tmp_path / "evil.pth"
+    _evil_checkpoint(evil)
+    _run(capsys, ["eval", tiny_config, "--weights", str(evil)], "refused for safety")
+    run = tmp_path / "run"
+    run.mkdir()
+    _evil_checkpoint(run / "model_0000001.pth")
+    (run / "last_checkpoint").write_text("model_0000001.pth")
+    _run(capsys, ["train", tiny_config, "--output-dir", str(run), "--resume"], "refused for safety")
+    _run(capsys, ["train", tiny_config, "--output-dir", str(tmp_path / "b"), f"model.backbone.weights={evil}"],
+         "refused for safety")
+    assert not (tmp_path / "pwned.txt").exists()
