@@ -15,7 +15,7 @@ from .data.coco import DatasetError
 logger = logging.getLogger("detector")
 
 USER_ERRORS = (ConfigError, DatasetError, FileNotFoundError, KeyError, ValueError, RuntimeError, OSError,
-               FloatingPointError)
+               FloatingPointError, ImportError)
 
 
 def _load(args):
@@ -95,6 +95,37 @@ def cmd_make_synthetic(args) -> None:
           f"{paths['train']}, {paths['val']}")
 
 
+def cmd_ablate(args) -> None:
+    from .ablation import expand_grid, parse_list, run_ablation
+
+    cfg = _load(args)  # validates the config and the overrides before any run starts
+    specs = expand_grid(parse_list(args.alpha), parse_list(args.gamma), args.grid)
+    devices = [d for d in (args.devices or "").replace(",", " ").split() if d]
+    specs = run_ablation(args.config, cfg.output_dir, specs, args.overrides, args.jobs, devices)
+    failed = [s for s in specs if s.status == "failed"]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(specs)} runs failed (marked in {cfg.output_dir}/ablation.md)")
+
+
+def cmd_analyze_loss(args) -> None:
+    from .analysis import run_analysis
+
+    if bool(args.config) != bool(args.weights):
+        raise ValueError("analyze-loss: --config and --weights go together (the trained-model part needs both)")
+    cfg = load_config(args.config, args.overrides) if args.config else None
+    key = run_analysis(args.output_dir, cfg, args.weights, args.max_images)
+    w = key["worked_example"]
+    print("softmax of [0.3, 0.7]:", [f"{v:.8f}" for v in w["softmax"]])
+    for name in ("ce", "softmax_fl", "sigmoid_fl"):
+        print(f"d{name}/dz: {[f'{v:.8f}' for v in w['grad_' + name]]}  sum {w['sum_' + name][0]:.3g}")
+    print("FL/CE at p_t=0.9:", {g: f"{r:.3g}" for g, r in key["fl_over_ce_at_pt_0.9"].items()})
+    print("largest gap, focal loss vs max-margin form:", {g: f"{v:.3f}" for g, v in key["max_gap"].items()})
+    if "easiest_90pct_negatives_share" in key:
+        print("share of the loss on the easiest 90% of negatives:",
+              {g: f"{v:.3f}" for g, v in key["easiest_90pct_negatives_share"].items()})
+    print(f"wrote {args.output_dir}/analysis.md and its plots")
+
+
 def cmd_convert(args) -> None:
     from .engine.checkpoint import convert_checkpoint
 
@@ -134,6 +165,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
                    help="config overrides")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("ablate", help="train + evaluate one run per (alpha, gamma) and tabulate them")
+    _config_args(p)
+    p.add_argument("--alpha", help="comma-separated alphas, e.g. 0.25,0.75 (-1: no balancing)")
+    p.add_argument("--gamma", help="comma-separated gammas, e.g. 0,0.5,2")
+    p.add_argument("--grid", help="a named grid instead (table1a, table1b) or a grid YAML file")
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time")
+    p.add_argument("--devices", help="comma-separated devices, one per concurrent run (e.g. 0,1 or cpu)")
+    p.set_defaults(func=cmd_ablate)
+
+    p = sub.add_parser("analyze-loss", help="curves, gradients and the max-margin view of the focal loss")
+    p.add_argument("--output-dir", default="output/analysis")
+    p.add_argument("--config", help="with --weights: also the loss distribution of that trained model")
+    p.add_argument("--weights")
+    p.add_argument("--max-images", type=int, default=200)
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides for --config")
+    p.set_defaults(func=cmd_analyze_loss)
 
     p = sub.add_parser("check-data", help="validate the train and val splits and print statistics")
     _config_args(p, output_dir=False)

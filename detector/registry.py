@@ -33,6 +33,7 @@ class Registry:
         return add
 
     def get(self, kind: str, name: str) -> Callable:
+        _import_builtins()
         table = self._table(kind)
         if name not in table:
             valid = ", ".join(sorted(table)) or "(none)"
@@ -40,6 +41,7 @@ class Registry:
         return table[name]
 
     def names(self, kind: str) -> list:
+        _import_builtins()
         return sorted(self._table(kind))
 
     def _table(self, kind: str) -> Dict[str, Callable]:
@@ -49,6 +51,12 @@ class Registry:
 
 
 REGISTRY = Registry()
+
+
+def _import_builtins() -> None:
+    """The package's own entries register when their modules are imported."""
+    from . import losses  # noqa: F401
+    from .modeling import backbone  # noqa: F401
 
 
 def load_plugins(modules: Iterable[str] = ()) -> None:

@@ -1,0 +1,218 @@
+"""``detector ablate``: one full train + eval per (alpha, gamma), then a Table-1-style summary.
+
+Each run is ``detector train CONFIG --output-dir OUT/alpha{a}_gamma{g} --resume
+loss.cls.alpha=a loss.cls.gamma=g [KEY=VALUE ...]`` in a subprocess of its own (logged to
+``run.log`` in its directory), so a failing run cannot take the others down and each can be
+pinned to a device. A run whose ``metrics.json`` exists is skipped; an interrupted one
+resumes from its newest checkpoint.
+"""
+import csv
+import itertools
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+import yaml
+
+logger = logging.getLogger(__name__)
+
+TABLE_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+GRID_DIRS = (os.path.join("configs", "grids"),
+             os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "grids"))
+
+
+@dataclass
+class RunSpec:
+    alpha: float
+    gamma: float
+    paper_ap: Optional[float] = None
+    status: str = "pending"  # pending | done | skipped | failed
+    metrics: Dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return f"alpha{self.alpha:g}_gamma{self.gamma:g}"
+
+
+def parse_list(text: Optional[str]) -> List[float]:
+    """``"0.25,0.5 1"`` -> ``[0.25, 0.5, 1.0]``."""
+    if not text:
+        return []
+    try:
+        return [float(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise ValueError(f"expected a comma-separated list of numbers, got '{text}'") from None
+
+
+def load_grid(name_or_path: str) -> List[RunSpec]:
+    """A named grid (``table1a``, ``table1b``: ``configs/grids/NAME.yaml``) or a YAML path."""
+    candidates = [name_or_path] + [os.path.join(d, f"{name_or_path}.yaml") for d in GRID_DIRS]
+    path = next((c for c in candidates if os.path.isfile(c)), None)
+    if path is None:
+        known = sorted({f[:-5] for d in GRID_DIRS if os.path.isdir(d) for f in os.listdir(d) if f.endswith(".yaml")})
+        raise ValueError(f"unknown grid '{name_or_path}'; known grids: {', '.join(known) or 'none'}")
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    points = data.get("points")
+    if not isinstance(points, list) or not points:
+        raise ValueError(f"{path}: a grid needs a non-empty 'points' list of {{alpha, gamma}}")
+    try:
+        return [RunSpec(float(p["alpha"]), float(p["gamma"]), p.get("paper_ap")) for p in points]
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{path}: every point needs numeric 'alpha' and 'gamma'") from None
+
+
+def expand_grid(alphas: Sequence[float], gammas: Sequence[float], grid: Optional[str] = None) -> List[RunSpec]:
+    """The named grid's points, else every (alpha, gamma) pair of the two lists."""
+    if grid:
+        return load_grid(grid)
+    if not alphas or not gammas:
+        raise ValueError("give --alpha and --gamma lists (e.g. --alpha 0.25,0.75 --gamma 0,2) or --grid NAME")
+    return [RunSpec(a, g) for a, g in itertools.product(alphas, gammas)]
+
+
+def _is_finished(run_dir: str) -> bool:
+    return os.path.isfile(os.path.join(run_dir, "metrics.json"))
+
+
+def _run_one(spec: RunSpec, config: str, output_dir: str, overrides: Sequence[str], device: Optional[str]) -> None:
+    run_dir = os.path.join(output_dir, spec.name)
+    os.makedirs(run_dir, exist_ok=True)
+    if _is_finished(run_dir):
+        spec.status = "skipped"
+    else:
+        cmd = [sys.executable, "-m", "detector", "train", config, "--output-dir", run_dir, "--resume",
+               f"loss.cls.alpha={spec.alpha}", f"loss.cls.gamma={spec.gamma}", *overrides]
+        env = dict(os.environ)
+        if device is not None:
+            if device.startswith("cuda") or device.isdigit():
+                env["CUDA_VISIBLE_DEVICES"] = device.split(":")[-1]
+            else:
+                cmd.append(f"train.device={device}")
+        start = time.perf_counter()
+        with open(os.path.join(run_dir, "run.log"), "a") as log:
+            log.write(f"$ {' '.join(cmd)}\n")
+            log.flush()
+            code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        spec.seconds = time.perf_counter() - start
+        spec.status = "done" if code == 0 and _is_finished(run_dir) else "failed"
+    if spec.status != "failed":
+        with open(os.path.join(run_dir, "metrics.json")) as f:
+            spec.metrics = json.load(f)
+
+
+def run_ablation(config: str, output_dir: str, specs: List[RunSpec], overrides: Sequence[str] = (),
+                 jobs: int = 1, devices: Sequence[str] = ()) -> List[RunSpec]:
+    """Run every spec (``jobs`` at a time, round-robin over ``devices``), then write the
+    summary files; returns the specs with their status and metrics."""
+    os.makedirs(output_dir, exist_ok=True)
+    total = len(specs)
+    started = time.perf_counter()
+    finished: List[RunSpec] = []
+
+    def work(item):
+        index, spec = item
+        device = devices[index % len(devices)] if devices else None
+        _run_one(spec, config, output_dir, overrides, device)
+        finished.append(spec)
+        timed = [s.seconds for s in finished if s.status != "skipped"]
+        left = total - len(finished)
+        eta = (sum(timed) / len(timed)) * left / max(jobs, 1) if timed else 0.0
+        result = (f"AP {100 * spec.metrics['AP']:.1f}" if spec.status != "failed"
+                  else f"see {os.path.join(output_dir, spec.name, 'run.log')}")
+        print(f"[{len(finished)}/{total}] alpha={spec.alpha:g} gamma={spec.gamma:g}: {spec.status} "
+              f"({spec.seconds:.0f} s) {result}; ETA {eta / 60:.1f} min", flush=True)
+
+    with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
+        list(pool.map(work, enumerate(specs)))
+    write_summary(specs, output_dir)
+    print(f"ablation of {total} runs took {(time.perf_counter() - started) / 60:.1f} min; "
+          f"summary in {os.path.join(output_dir, 'ablation.md')}", flush=True)
+    return specs
+
+
+def write_summary(specs: List[RunSpec], output_dir: str) -> None:
+    """``ablation.md`` (best AP marked), ``ablation.csv`` and ``ablation.png``."""
+    ok = [s for s in specs if s.status != "failed"]
+    best = max(ok, key=lambda s: s.metrics["AP"]) if ok else None
+    with_paper = any(s.paper_ap is not None for s in specs)
+    header = ["alpha", "gamma", *TABLE_STATS] + (["paper AP"] if with_paper else [])
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    rows = []
+    for s in specs:
+        if s.status == "failed":
+            cells = [f"{s.alpha:g}", f"{s.gamma:g}", f"failed: {os.path.join(output_dir, s.name, 'run.log')}"]
+            cells += [""] * (len(header) - len(cells))
+        else:
+            cells = [f"{s.alpha:g}", f"{s.gamma:g}"] + [_fmt(s.metrics[k]) for k in TABLE_STATS]
+            if s is best:
+                cells = [f"**{c}**" for c in cells]
+        if with_paper:
+            cells[-1] = "" if s.paper_ap is None else f"{s.paper_ap:.1f}"
+        lines.append("| " + " | ".join(cells) + " |")
+        rows.append({"alpha": s.alpha, "gamma": s.gamma, "status": s.status,
+                     **{k: s.metrics.get(k, "") for k in TABLE_STATS}, "paper_ap": s.paper_ap,
+                     "run_dir": os.path.join(output_dir, s.name)})
+    note = f"\nBest AP (bold): alpha={best.alpha:g}, gamma={best.gamma:g}.\n" if best else "\nNo run succeeded.\n"
+    with open(os.path.join(output_dir, "ablation.md"), "w") as f:
+        f.write("\n".join(lines) + "\n" + note)
+    with open(os.path.join(output_dir, "ablation.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["alpha"])
+        writer.writeheader()
+        writer.writerows(rows)
+    if ok:
+        plot_ablation(ok, os.path.join(output_dir, "ablation.png"))
+
+
+def _fmt(value: float) -> str:
+    return "-" if value is None or value < 0 else f"{100 * value:.1f}"
+
+
+def plot_ablation(specs: List[RunSpec], out_path: str) -> str:
+    """AP against gamma, one line per alpha; a heatmap beside it when both vary on a grid."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    alphas = sorted({s.alpha for s in specs})
+    gammas = sorted({s.gamma for s in specs})
+    ap = {(s.alpha, s.gamma): 100 * s.metrics["AP"] for s in specs}
+    heatmap = len(alphas) > 1 and len(gammas) > 1
+    fig, axes = plt.subplots(1, 2 if heatmap else 1, figsize=(12 if heatmap else 7, 4.5), squeeze=False)
+    ax = axes[0, 0]
+    for a in alphas:
+        points = sorted((g, ap[(a, g)]) for g in gammas if (a, g) in ap)
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=f"alpha={a:g}")
+    ax.set_xlabel("gamma")
+    ax.set_ylabel("AP (COCO, %)")
+    ax.set_title("AP against gamma")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if heatmap:
+        import numpy as np
+
+        grid = np.full((len(alphas), len(gammas)), np.nan)
+        for (a, g), v in ap.items():
+            grid[alphas.index(a), gammas.index(g)] = v
+        hm = axes[0, 1]
+        image = hm.imshow(grid, cmap="viridis", aspect="auto", origin="lower")
+        hm.set_xticks(range(len(gammas)), [f"{g:g}" for g in gammas])
+        hm.set_yticks(range(len(alphas)), [f"{a:g}" for a in alphas])
+        hm.set_xlabel("gamma")
+        hm.set_ylabel("alpha")
+        for i, j in zip(*np.where(~np.isnan(grid))):
+            hm.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", color="white", fontsize=8)
+        fig.colorbar(image, ax=hm, label="AP (%)")
+        hm.set_title("AP over (alpha, gamma)")
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
+    return out_path
