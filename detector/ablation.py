@@ -177,10 +177,7 @@ def _fmt(value: float) -> str:
 
 def plot_ablation(specs: List[RunSpec], out_path: str) -> str:
     """AP against gamma, one line per alpha; a heatmap beside it when both vary on a grid."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .visualization import plt, save_figure
 
     alphas = sorted({s.alpha for s in specs})
     gammas = sorted({s.gamma for s in specs})
@@ -212,7 +209,4 @@ def plot_ablation(specs: List[RunSpec], out_path: str) -> str:
             hm.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", color="white", fontsize=8)
         fig.colorbar(image, ax=hm, label="AP (%)")
         hm.set_title("AP over (alpha, gamma)")
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=100)
-    plt.close(fig)
-    return out_path
+    return save_figure(fig, out_path)

@@ -1,13 +1,21 @@
-"""Plots written next to a run's outputs (matplotlib, headless)."""
+"""Plots written next to a run's outputs (matplotlib, headless). Other modules draw with
+the ``plt`` and :func:`save_figure` from here, so the backend is chosen in one place."""
 import json
 import os
-from typing import Dict, List, Sequence
+from typing import Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+
+def save_figure(fig, out_path: str) -> str:
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
+    return out_path
 
 
 def plot_losses(metrics_jsonl: str, out_path: str) -> str:
@@ -31,10 +39,7 @@ def plot_losses(metrics_jsonl: str, out_path: str) -> str:
     ax_lr.set_ylabel("lr")
     ax_lr.set_xlabel("iteration")
     ax.set_title(os.path.basename(os.path.dirname(os.path.abspath(out_path))) or "training")
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=100)
-    plt.close(fig)
-    return out_path
+    return save_figure(fig, out_path)
 
 
 def plot_pr_curves(precision: np.ndarray, class_names: Sequence[str], out_path: str, worst: int = 3) -> str:
@@ -62,25 +67,4 @@ def plot_pr_curves(precision: np.ndarray, class_names: Sequence[str], out_path: 
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=100)
-    plt.close(fig)
-    return out_path
-
-
-def plot_lines(x: Sequence[float], series: Dict[str, List[float]], out_path: str, xlabel: str, ylabel: str,
-               title: str = "", logy: bool = False) -> str:
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, ys in series.items():
-        ax.plot(x, ys, marker="o", label=label)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if logy:
-        ax.set_yscale("log")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=100)
-    plt.close(fig)
-    return out_path
+    return save_figure(fig, out_path)

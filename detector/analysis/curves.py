@@ -33,10 +33,7 @@ def focal_gradient_closed_form(p_t: np.ndarray, gamma: float) -> np.ndarray:
 
 
 def plot_focal_curves(curves: Dict[str, np.ndarray], out_path: str) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..visualization import plt, save_figure
 
     fig, (ax, ax_grad) = plt.subplots(1, 2, figsize=(12, 4.5))
     for gamma, loss, grad in zip(curves["gammas"], curves["loss"], curves["grad"]):
@@ -54,7 +51,4 @@ def plot_focal_curves(curves: Dict[str, np.ndarray], out_path: str) -> str:
     for a in (ax, ax_grad):
         a.grid(alpha=0.3)
         a.legend()
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=100)
-    plt.close(fig)
-    return out_path
+    return save_figure(fig, out_path)

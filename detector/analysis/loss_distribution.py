@@ -58,10 +58,7 @@ def share_of_easiest(losses: np.ndarray, fraction: float = 0.9) -> float:
 
 
 def plot_distribution(losses: Dict[str, Dict[float, np.ndarray]], out_path: str) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..visualization import plt, save_figure
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, kind in zip(axes, ("positive", "negative")):
@@ -73,7 +70,4 @@ def plot_distribution(losses: Dict[str, Dict[float, np.ndarray]], out_path: str)
         ax.set_title(f"{kind} anchors ({len(next(iter(losses[kind].values())))})")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=100)
-    plt.close(fig)
-    return out_path
+    return save_figure(fig, out_path)

@@ -94,10 +94,7 @@ def smooth_max_examples(num: int = 401) -> Dict[str, np.ndarray]:
 
 
 def plot_smooth_max(result: Dict[str, object], examples: Dict[str, np.ndarray], out_path: str) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..visualization import plt, save_figure
 
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(13, 4.5))
     x = examples["x"]
@@ -120,7 +117,4 @@ def plot_smooth_max(result: Dict[str, object], examples: Dict[str, np.ndarray], 
     ax1.set_title("softmax focal loss (solid) vs e^{-gamma [margin]_+} x hinge (dashed)")
     ax1.legend(fontsize=8)
     ax1.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=100)
-    plt.close(fig)
-    return out_path
+    return save_figure(fig, out_path)

@@ -17,28 +17,17 @@ class BoxCoder:
         self.scale_clamp = scale_clamp
 
     def encode(self, anchors: Tensor, boxes: Tensor) -> Tensor:
-        anchors = anchors.to(boxes.dtype)
         wx, wy, ww, wh = self.weights
-        aw = anchors[..., 2] - anchors[..., 0]
-        ah = anchors[..., 3] - anchors[..., 1]
-        ax = anchors[..., 0] + 0.5 * aw
-        ay = anchors[..., 1] + 0.5 * ah
-        bw = boxes[..., 2] - boxes[..., 0]
-        bh = boxes[..., 3] - boxes[..., 1]
-        bx = boxes[..., 0] + 0.5 * bw
-        by = boxes[..., 1] + 0.5 * bh
+        ax, ay, aw, ah = _centers_and_sizes(anchors.to(boxes.dtype))
+        bx, by, bw, bh = _centers_and_sizes(boxes)
         return torch.stack(
             [wx * (bx - ax) / aw, wy * (by - ay) / ah, ww * torch.log(bw / aw), wh * torch.log(bh / ah)],
             dim=-1,
         )
 
     def decode(self, deltas: Tensor, anchors: Tensor) -> Tensor:
-        anchors = anchors.to(deltas.dtype)
         wx, wy, ww, wh = self.weights
-        aw = anchors[..., 2] - anchors[..., 0]
-        ah = anchors[..., 3] - anchors[..., 1]
-        ax = anchors[..., 0] + 0.5 * aw
-        ay = anchors[..., 1] + 0.5 * ah
+        ax, ay, aw, ah = _centers_and_sizes(anchors.to(deltas.dtype))
         dx = deltas[..., 0] / wx
         dy = deltas[..., 1] / wy
         dw = (deltas[..., 2] / ww).clamp(max=self.scale_clamp)
@@ -48,3 +37,10 @@ class BoxCoder:
         half_w = 0.5 * torch.exp(dw) * aw
         half_h = 0.5 * torch.exp(dh) * ah
         return torch.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], dim=-1)
+
+
+def _centers_and_sizes(boxes: Tensor):
+    """xyxy ``[..., 4]`` -> centre x, centre y, width, height, each ``[...]``."""
+    w = boxes[..., 2] - boxes[..., 0]
+    h = boxes[..., 3] - boxes[..., 1]
+    return boxes[..., 0] + 0.5 * w, boxes[..., 1] + 0.5 * h, w, h
