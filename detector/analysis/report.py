@@ -38,10 +38,13 @@ def run_analysis(output_dir: str, cfg=None, weights: Optional[str] = None, max_i
            "With d = z_t - LSE_{i != t} z_i the softmax focal loss is exactly "
            "exp(-gamma softplus(d)) softplus(-d) (checked against `softmax_focal_loss`: largest "
            f"difference {s['check_identity']:.2e}). Replacing LSE by max and softplus by relu gives "
-           "exp(-gamma [z_t - max_{i != t} z_i]_+) [max_{i != t} z_i - z_t]_+: a hinge times a factor "
-           "that is 1 while the true class loses and e^{-gamma margin} once it wins.", "",
+           "exp(-gamma [z_t - max_{i != t} z_i]_+) [max_{i != t} z_i - z_t + m]_+: a hinge times a factor "
+           "that is 1 while the true class loses and e^{-gamma margin} once it wins. The gaps below are for "
+           "m = 0 (where the hinge is 0 wherever the factor is below 1, so the approximation does not "
+           "depend on gamma); the dashed curves use m = 1, where the factor visibly shrinks the hinge "
+           "inside the margin, more for larger gamma, in the order of the exact curves.", "",
            "![smooth max](smooth_max.png)", "",
-           "| gamma | largest gap, exact vs approximate | bound log 2 + gamma/e + log(C-1) | "
+           "| gamma | largest gap, exact vs approximate (m = 0) | bound log 2 + gamma/e + log(C-1) | "
            "mean (1-p_t)^gamma, true class losing | mean (1-p_t)^gamma, winning by > 2 |",
            "|---|---|---|---|---|"]
     for g in s["gammas"]:

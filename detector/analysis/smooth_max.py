@@ -13,6 +13,10 @@ a margin hinge times a factor that is exactly 1 while the true class does not wi
 (z_t <= max_{i != t} z_i: the loss is CE-like) and decays as e^{-gamma * margin} once it does.
 With m = 0 the gap between the two is at most log 2 + gamma / e + log(C - 1) (C classes):
 log 2 from softplus against relu, gamma / e from the factor, log(C - 1) from LSE against max.
+With m = 0 the factor multiplies a hinge that is already 0 where the true class wins, so the
+approximation does not depend on gamma; a margin m > 0 (the plot uses m = 1) shows what the
+factor does: inside the margin it shrinks the hinge as e^{-gamma * margin}, more for larger
+gamma, which is the ordering of the exact curves.
 """
 import math
 from typing import Dict, Sequence
@@ -48,33 +52,43 @@ def focal_max_margin(z: torch.Tensor, t: torch.Tensor, gamma: float, m: float = 
     return torch.exp(-gamma * torch.relu(g)) * torch.relu(-g + m)
 
 
+PLOT_MARGIN = 1.0
+
+
 def gap_bound(gamma: float, num_classes: int) -> float:
     return math.log(2) + gamma / math.e + math.log(num_classes - 1)
 
 
 def sweep(gammas: Sequence[float] = (0.0, 0.5, 1.0, 2.0, 5.0), num_classes: int = 5, num: int = 2001,
           seed: int = 0) -> Dict[str, object]:
-    """Exact and max-margin focal loss over a sweep of the true logit (the others random),
-    in float64. Returns the sweep, the largest gap and its bound per gamma, and the mean
-    modulating factor where the true class loses (margin <= 0) and where it wins by > 2."""
-    g = torch.Generator().manual_seed(seed)
-    others = torch.randn(num, num_classes - 1, generator=g, dtype=torch.float64) * 2
+    """Exact and max-margin focal loss, in float64, on two sweeps of the true logit z_t:
+    one with the other logits fixed at 0, -1, -2, ... (smooth curves, for the plot) and one
+    with random other logits (for the statistics). Returns the curves, the largest gap and
+    its bound per gamma, and the mean modulating factor (1 - p_t)^gamma where the true class
+    loses (margin <= 0) and where it wins by more than 2."""
     z_t = torch.linspace(-10, 10, num, dtype=torch.float64)
-    z = torch.cat([z_t[:, None], others], dim=1)
+    fixed = -torch.arange(num_classes - 1, dtype=torch.float64).expand(num, -1)
+    g = torch.Generator().manual_seed(seed)
+    random_others = torch.randn(num, num_classes - 1, generator=g, dtype=torch.float64) * 2
     t = torch.zeros(num, dtype=torch.int64)
-    result: Dict[str, object] = {"margin": margin(z, t, smooth=False).numpy(), "gammas": list(gammas),
+    z_plot = torch.cat([z_t[:, None], fixed], dim=1)
+    z = torch.cat([z_plot, torch.cat([z_t[:, None], random_others], dim=1)])
+    t2 = torch.zeros(2 * num, dtype=torch.int64)
+    g_max = margin(z, t2, smooth=False)
+    result: Dict[str, object] = {"margin": margin(z_plot, t, smooth=False).numpy(), "gammas": list(gammas),
                                  "exact": {}, "approx": {}, "gap": {}, "bound": {}, "factor_losing": {},
-                                 "factor_winning": {}, "check_identity": 0.0}
-    g_max = margin(z, t, smooth=False)
+                                 "factor_winning": {}, "check_identity": 0.0, "approx_margin": {},
+                                 "plot_margin_m": PLOT_MARGIN}
     for gamma in gammas:
-        exact = focal_exact(z, t, gamma)
-        approx = focal_max_margin(z, t, gamma)
+        exact = focal_exact(z, t2, gamma)
+        approx = focal_max_margin(z, t2, gamma)
         # the rewrite is exact: it equals the softmax focal loss to rounding
-        identity = (exact - softmax_focal_loss(z, t, gamma=gamma)).abs().max().item()
+        identity = (exact - softmax_focal_loss(z, t2, gamma=gamma)).abs().max().item()
         result["check_identity"] = max(result["check_identity"], identity)
-        factor = torch.exp(-gamma * F.softplus(margin(z, t, smooth=True)))  # (1 - p_t)^gamma
-        result["exact"][gamma] = exact.numpy()
-        result["approx"][gamma] = approx.numpy()
+        factor = torch.exp(-gamma * F.softplus(margin(z, t2, smooth=True)))  # (1 - p_t)^gamma
+        result["exact"][gamma] = exact[:num].numpy()
+        result["approx"][gamma] = approx[:num].numpy()
+        result["approx_margin"][gamma] = focal_max_margin(z_plot, t, gamma, m=PLOT_MARGIN).numpy()
         result["gap"][gamma] = (exact - approx).abs().max().item()
         result["bound"][gamma] = gap_bound(gamma, num_classes)
         result["factor_losing"][gamma] = factor[g_max <= 0].mean().item()
@@ -106,15 +120,16 @@ def plot_smooth_max(result: Dict[str, object], examples: Dict[str, np.ndarray], 
     ax0.set_xlabel("x")
     ax0.legend(fontsize=8)
     ax0.grid(alpha=0.3)
-    order = np.argsort(result["margin"])
-    m = result["margin"][order]
+    m = result["margin"]
     for gamma in result["gammas"]:
-        line, = ax1.plot(m, result["exact"][gamma][order], lw=1.5, label=f"exact, gamma={gamma:g}")
-        ax1.plot(m, result["approx"][gamma][order], "--", color=line.get_color(), lw=1)
-    ax1.set_xlabel("z_t - max_{i != t} z_i")
+        line, = ax1.plot(m, result["exact"][gamma], lw=2, label=f"gamma={gamma:g}")
+        ax1.plot(m, result["approx_margin"][gamma], "--", color=line.get_color(), lw=1.2)
+    ax1.set_xlabel("margin z_t - max_{i != t} z_i (other logits 0, -1, -2, -3)")
     ax1.set_ylabel("loss")
-    ax1.set_ylim(0, 6)
-    ax1.set_title("softmax focal loss (solid) vs e^{-gamma [margin]_+} x hinge (dashed)")
+    ax1.set_xlim(-4, 4)
+    ax1.set_ylim(0, 4.5)
+    ax1.set_title(f"softmax FL (solid) vs exp(-gamma [margin]+) [m - margin]+, m={result['plot_margin_m']:g} (dashed)",
+                  fontsize=10)
     ax1.legend(fontsize=8)
     ax1.grid(alpha=0.3)
     return save_figure(fig, out_path)

@@ -49,8 +49,8 @@ def test_smooth_max_identity_gap_bound_and_factor():
     s = smooth_max.sweep(gammas=(0.0, 2.0, 5.0), num_classes=5)
     assert s["check_identity"] < 1e-12  # exp(-g softplus(d)) softplus(-d) IS the softmax focal loss
     for g in (0.0, 2.0, 5.0):
-        recomputed = np.abs(s["exact"][g] - s["approx"][g]).max()
-        assert s["gap"][g] == pytest.approx(recomputed)
+        on_the_plotted_sweep = np.abs(s["exact"][g] - s["approx"][g]).max()
+        assert 0 < on_the_plotted_sweep <= s["gap"][g]  # the reported gap also covers the random sweep
         assert 0 < s["gap"][g] <= s["bound"][g] == pytest.approx(math.log(2) + g / math.e + math.log(4))
     assert s["factor_losing"][2.0] > 0.3 and s["factor_winning"][2.0] < 0.05
     assert s["factor_losing"][0.0] == 1.0
