@@ -51,10 +51,13 @@ def predict(model, paths: Sequence[str], class_names: Sequence[str], output_dir:
         names = [class_names[int(c)] for c in labels]
         records.append({"file_name": os.path.basename(path), "path": path, "boxes": boxes.tolist(),
                         "scores": scores.tolist(), "labels": labels.tolist(), "category_names": names})
-        drawn = image
+        # small images are drawn enlarged, so that the captions stay readable
+        scale = max(1, int(np.ceil(400 / min(image.shape[1:]))))
+        drawn = torch.nn.functional.interpolate(image[None], scale_factor=scale, mode="nearest")[0]
         if len(boxes):
             captions = [f"{n} {s:.2f}" for n, s in zip(names, scores.tolist())]
-            drawn = draw_bounding_boxes(image, boxes, labels=captions, width=max(1, round(min(image.shape[1:]) / 200)))
+            drawn = draw_bounding_boxes(drawn, boxes * scale, labels=captions,
+                                        width=max(1, round(min(drawn.shape[1:]) / 200)))
         stem = os.path.splitext(os.path.basename(path))[0]
         Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(os.path.join(output_dir, f"{stem}_pred.png"))
     with open(os.path.join(output_dir, "predictions.json"), "w") as f:
