@@ -149,13 +149,13 @@ def write_summary(specs: List[RunSpec], output_dir: str) -> None:
     for s in specs:
         if s.status == "failed":
             cells = [f"{s.alpha:g}", f"{s.gamma:g}", f"failed: {os.path.join(output_dir, s.name, 'run.log')}"]
-            cells += [""] * (len(header) - len(cells))
+            cells += [""] * (2 + len(TABLE_STATS) - len(cells))
         else:
             cells = [f"{s.alpha:g}", f"{s.gamma:g}"] + [_fmt(s.metrics[k]) for k in TABLE_STATS]
             if s is best:
                 cells = [f"**{c}**" for c in cells]
         if with_paper:
-            cells[-1] = "" if s.paper_ap is None else f"{s.paper_ap:.1f}"
+            cells.append("" if s.paper_ap is None else f"{s.paper_ap:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
         rows.append({"alpha": s.alpha, "gamma": s.gamma, "status": s.status,
                      **{k: s.metrics.get(k, "") for k in TABLE_STATS}, "paper_ap": s.paper_ap,

@@ -44,6 +44,12 @@ def test_summary_from_known_metrics(tmp_path):
     assert "failed: " in md[4] and "run.log" in md[4]
     rows = list(csv.DictReader(open(tmp_path / "ablation.csv")))
     assert [r["status"] for r in rows] == ["done", "done", "failed", "done"]
+    specs[1].paper_ap = 34.0  # with the paper's numbers: one more column, APl kept
+    write_summary(specs, str(tmp_path))
+    md = (tmp_path / "ablation.md").read_text().splitlines()
+    assert md[0].endswith("| APl | paper AP |")
+    assert md[3] == "| **0.25** | **2** | **35.0** | **55.0** | **30.0** | **17.5** | **35.0** | **-** | 34.0 |"
+    assert md[2].endswith("| - |  |") and md[4].count("|") == md[0].count("|")
     assert float(rows[1]["AP"]) == pytest.approx(0.35)
     assert (tmp_path / "ablation.png").exists()
 
