@@ -1,6 +1,6 @@
 """Loading ``.pth`` files safely: tensors and plain containers only."""
 import os
-from typing import Any
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
@@ -20,3 +20,14 @@ def safe_torch_load(path: str) -> Any:
             f"{path} is not a readable checkpoint: it is damaged, or holds objects other than "
             f"tensors, which are refused for safety ({type(e).__name__}: {str(e).splitlines()[0]})"
         ) from None
+
+
+def state_dict_mismatch(own: Dict[str, torch.Tensor], state: Dict[str, torch.Tensor],
+                        ignore_suffix: Optional[str] = None) -> Tuple[List[str], List[str], List[str]]:
+    """Keys of ``own`` missing from ``state``, keys of ``state`` that ``own`` lacks, and
+    shared keys whose shapes differ (each sorted); keys ending in ``ignore_suffix`` (when
+    given) are counted on neither side."""
+    own_keys = {k for k in own if not (ignore_suffix and k.endswith(ignore_suffix))}
+    state_keys = {k for k in state if not (ignore_suffix and k.endswith(ignore_suffix))}
+    wrong = sorted(k for k in own_keys & state_keys if own[k].shape != state[k].shape)
+    return sorted(own_keys - state_keys), sorted(state_keys - own_keys), wrong

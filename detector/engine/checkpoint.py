@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..modeling.convert import convert_torchvision_retinanet
-from ..serialization import safe_torch_load
+from ..serialization import safe_torch_load, state_dict_mismatch
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +34,7 @@ def load_model_weights(model: torch.nn.Module, path: str) -> None:
     error that says which tensors do not fit."""
     state = load_state_dict(path)
     own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    missing, unexpected, wrong = state_dict_mismatch(own, state)
     if missing or unexpected or wrong:
         hint = ""
         if any(k.startswith("head.cls_score") for k in wrong):

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torchvision.ops import FrozenBatchNorm2d
 
 from ..registry import REGISTRY
-from ..serialization import safe_torch_load
+from ..serialization import safe_torch_load, state_dict_mismatch
 from .head import group_norm
 
 logger = logging.getLogger(__name__)
@@ -108,10 +108,8 @@ def load_backbone_weights(backbone: ResNetBackbone, weights: str) -> None:
     else:
         state, source = _torchvision_state_dict(backbone.arch, weights), f"torchvision {weights}"
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    expected = {k: v.shape for k, v in backbone.state_dict().items() if not k.endswith("num_batches_tracked")}
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected) - {k for k in state if k.endswith("num_batches_tracked")})
-    wrong = sorted(k for k in set(expected) & set(state) if state[k].shape != expected[k])
+    # BatchNorm counters may be absent (FrozenBatchNorm) or extra (plain BatchNorm): not weights
+    missing, unexpected, wrong = state_dict_mismatch(backbone.state_dict(), state, "num_batches_tracked")
     if missing or unexpected or wrong:
         raise ValueError(
             f"model.backbone.weights: {source} does not fit {backbone.arch}: "
