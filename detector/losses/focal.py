@@ -94,6 +94,96 @@ def softmax_focal_loss(
     return _reduce(loss, reduction)
 
 
+# Rows of logits per block in the fused loss: ~256k elements, so that a block's few
+# temporaries stay in the CPU's cache instead of making full-size passes through memory.
+_BLOCK_ELEMENTS = 1 << 18
+
+
+class _LabelSigmoidFocalLoss(torch.autograd.Function):
+    """The summed sigmoid focal loss of ``[M, K]`` logits against class labels, with its
+    gradient computed in the forward pass (see :func:`sigmoid_focal_loss_from_labels`)."""
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, labels: Tensor, alpha: float, gamma: float) -> Tensor:
+        num_rows, num_classes = logits.shape
+        x = _at_least_float32(logits)
+        w_neg, w_pos = (1.0 - alpha, alpha) if alpha >= 0 else (1.0, 1.0)
+        # Every element first as a negative (target 0), block by block. With q = 1 - p =
+        # sigmoid(-x) and log q = -softplus(x), exact for saturated logits either way:
+        #   loss p^g (-log q),   gradient p^g (p - g q log q).
+        grad = torch.empty_like(x)
+        row_loss = x.new_empty(num_rows)  # sum over classes of p^g log q, per row
+        step = max(1, _BLOCK_ELEMENTS // num_classes)
+        for start in range(0, num_rows, step):
+            rows = slice(start, start + step)
+            q = torch.neg(x[rows]).sigmoid_()
+            p = 1.0 - q
+            # Past x ~ 100, q underflows: like binary_cross_entropy, the log is floored at
+            # -100, so an element's cross-entropy saturates at 100; its gradient stays exact.
+            log_q = torch.log(q).clamp_(min=-100.0)
+            if gamma == 0:
+                grad[rows] = p
+            else:
+                p_gamma = p.pow(gamma)
+                torch.addcmul(p, q, log_q, value=-gamma, out=grad[rows]).mul_(p_gamma)
+                log_q.mul_(p_gamma)
+            torch.sum(log_q, 1, out=row_loss[rows])
+        valid = (labels >= 0).to(x.dtype)  # [M]
+        fg = (labels >= 0) & (labels < num_classes)
+        # Then the one positive element of each foreground row is swapped from its negative
+        # value to its positive one: loss q^g softplus(-x), gradient -q^g (g p softplus(-x) + q).
+        # M elements, and no host sync: rows that are not foreground swap nothing.
+        column = labels.clamp(0, num_classes - 1)[:, None]  # [M, 1]
+        x_t = x.gather(1, column).squeeze(1)
+        p_t, q_t = torch.sigmoid(x_t), torch.sigmoid(-x_t)
+        # Cross-entropies floored as in the blocks above, so the swap removes what they added.
+        sp_neg, sp_pos = F.softplus(x_t).clamp(max=100.0), F.softplus(-x_t).clamp(max=100.0)
+        neg_loss = p_t.pow(gamma) * sp_neg
+        neg_grad = p_t.pow(gamma) * (gamma * q_t * sp_neg + p_t)
+        pos_loss = q_t.pow(gamma) * sp_pos
+        pos_grad = -q_t.pow(gamma) * (gamma * p_t * sp_pos + q_t)
+        zero = x_t.new_zeros(())
+        swap_loss = torch.where(fg, w_pos * pos_loss - w_neg * neg_loss, zero)
+        swap_grad = torch.where(fg, w_pos * pos_grad - w_neg * neg_grad, zero)
+        ctx.save_for_backward(grad, valid, column, swap_grad)
+        ctx.w_neg = w_neg
+        ctx.input_dtype = logits.dtype
+        ctx.backward_done = False
+        return -w_neg * (row_loss * valid).sum() + swap_loss.sum()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output: Tensor):
+        if ctx.backward_done:  # the saved gradient was scaled in place the first time
+            raise RuntimeError("sigmoid_focal_loss_from_labels supports one backward pass per forward")
+        ctx.backward_done = True
+        grad, valid, column, swap_grad = ctx.saved_tensors
+        # The only pass over [M, K] in the backward, in place: weight the rows (0 for
+        # ignored anchors), then add the swapped positive elements.
+        grad.mul_((valid * (ctx.w_neg * grad_output))[:, None])
+        grad.scatter_add_(1, column, (swap_grad * grad_output)[:, None])
+        return grad.to(ctx.input_dtype), None, None, None
+
+
+def sigmoid_focal_loss_from_labels(logits: Tensor, labels: Tensor, alpha: float = 0.25,
+                                   gamma: float = 2.0) -> Tensor:
+    """Summed sigmoid focal loss of ``logits [..., K]`` against ``labels [...]``.
+
+    Labels: 0..K-1 the object class (target 1 in that column, 0 in the others), K
+    background (all targets 0), -1 ignored (no loss, no gradient). Equals
+    ``sigmoid_focal_loss(logits, one_hot(labels), alpha, gamma, "sum")`` over the valid
+    rows (each element's cross-entropy capped at 100, as ``binary_cross_entropy`` caps
+    it: only logits beyond +-100 notice), but computes the gradient in the forward pass (a handful of elementwise passes,
+    against the dozens autograd records for the composite formula) and never builds the
+    one-hot targets. Returns a float32 scalar (float64 for float64 input).
+    """
+    if gamma < 0:
+        raise ValueError(f"gamma must be >= 0, got {gamma}")
+    num_classes = logits.shape[-1]
+    flat_logits, flat_labels = logits.reshape(-1, num_classes), labels.reshape(-1)
+    return _LabelSigmoidFocalLoss.apply(flat_logits, flat_labels, alpha, gamma)
+
+
 class SigmoidFocalLoss:
     """Classification loss for a head with K sigmoid outputs per anchor.
 
@@ -108,13 +198,7 @@ class SigmoidFocalLoss:
         self.gamma = gamma
 
     def __call__(self, logits: Tensor, gt_labels: Tensor) -> Tensor:
-        num_classes = logits.shape[-1]
-        valid = gt_labels >= 0
-        # One extra column receives the background label and is dropped: background rows
-        # become all zeros, the paper's target for a sigmoid head.
-        targets = F.one_hot(gt_labels.clamp(min=0), num_classes + 1)[..., :num_classes]
-        loss = sigmoid_focal_loss(logits, targets, self.alpha, self.gamma)
-        return (loss * valid.unsqueeze(-1)).sum()
+        return sigmoid_focal_loss_from_labels(logits, gt_labels, self.alpha, self.gamma)
 
     def scores(self, logits: Tensor) -> Tensor:
         """``[..., K]`` logits -> ``[..., K]`` class probabilities."""

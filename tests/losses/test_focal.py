@@ -6,7 +6,9 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import sigmoid_focal_loss as tv_sigmoid_focal_loss
 
-from detector.losses import SigmoidFocalLoss, SoftmaxFocalLoss, sigmoid_focal_loss, softmax_focal_loss
+from detector.losses import (SigmoidFocalLoss, SoftmaxFocalLoss, sigmoid_focal_loss, sigmoid_focal_loss_from_labels,
+                             softmax_focal_loss)
+from detector.losses import focal as focal_module
 
 
 def _inputs(seed=0, shape=(64, 7)):
@@ -154,6 +156,91 @@ def test_sigmoid_loss_object_one_hot_background_and_ignore():
     valid = labels >= 0
     ref = tv_sigmoid_focal_loss(logits[valid], targets[valid], 0.25, 2.0, "sum")
     torch.testing.assert_close(loss, ref)
+
+
+# --- the fused loss on labels: the composite formula's numbers, a gradient from the forward --
+
+
+def _composite_on_labels(logits, labels, alpha, gamma):
+    """The reference: one-hot targets and the elementwise formula, summed over valid rows."""
+    num_classes = logits.shape[-1]
+    targets = F.one_hot(labels.clamp(min=0), num_classes + 1)[..., :num_classes].to(logits.dtype)
+    return (sigmoid_focal_loss(logits, targets, alpha, gamma) * (labels >= 0)[..., None]).sum()
+
+
+@pytest.mark.parametrize("alpha,gamma", list(itertools.product([-1.0, 0.25, 0.75, 1.0], [0.0, 0.5, 1.0, 2.0, 5.0])))
+def test_fused_loss_equals_composite_value_and_gradient(alpha, gamma):
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(3, 50, 7, generator=g, dtype=torch.float64) * 4
+    labels = torch.randint(-1, 8, (3, 50), generator=g)  # -1 ignored, 7 background
+    x1, x2 = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    fused = sigmoid_focal_loss_from_labels(x1, labels, alpha, gamma)
+    ref = _composite_on_labels(x2, labels, alpha, gamma)
+    torch.testing.assert_close(fused, ref, rtol=1e-10, atol=0)
+    (0.37 * fused).backward()
+    (0.37 * ref).backward()
+    torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-9, atol=1e-15)
+    assert torch.all(x1.grad[labels == -1] == 0)  # ignored anchors get no gradient
+
+
+def test_fused_loss_matches_torchvision_on_float32():
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(2, 300, 91, generator=g) - 4.6
+    labels = torch.randint(0, 92, (2, 300), generator=g)
+    labels[:, :5] = -1
+    targets = F.one_hot(labels.clamp(min=0), 92)[..., :91].float()
+    x1, x2 = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    fused = sigmoid_focal_loss_from_labels(x1, labels)
+    ref = (tv_sigmoid_focal_loss(x2, targets, 0.25, 2.0) * (labels >= 0)[..., None]).sum()
+    torch.testing.assert_close(fused, ref, rtol=1e-5, atol=0)
+    fused.backward()
+    ref.backward()
+    torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-4, atol=1e-7)
+
+
+def test_fused_loss_across_block_boundaries(monkeypatch):
+    monkeypatch.setattr(focal_module, "_BLOCK_ELEMENTS", 5 * 7)  # 5 rows per block, 23 rows
+    logits = torch.randn(23, 7, dtype=torch.float64, requires_grad=True)
+    labels = torch.randint(-1, 8, (23,))
+    ref_x = logits.detach().clone().requires_grad_()
+    sigmoid_focal_loss_from_labels(logits, labels).backward()
+    _composite_on_labels(ref_x, labels, 0.25, 2.0).backward()
+    torch.testing.assert_close(logits.grad, ref_x.grad)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 5.0])
+def test_fused_loss_saturated_logits(gamma):
+    # Row 0 is a negative everywhere, row 1 has its positive in each column once per row.
+    logits = torch.tensor([[-1000.0, 1000.0, -100.0, 100.0, 30.0, -30.0]] * 2, requires_grad=True)
+    labels = torch.tensor([6, 1])  # background; class 1 (logit +1000) is the positive
+    loss = sigmoid_focal_loss_from_labels(logits, labels, alpha=-1, gamma=gamma)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
+    # A negative at +1000 is pushed down with gradient 1 (p^g (p - g q log q) -> 1); its
+    # loss value saturates at 100, as binary_cross_entropy's does.
+    assert logits.grad[0, 1].item() == pytest.approx(1.0)
+    assert logits.grad[1, 1].item() == pytest.approx(0.0, abs=1e-30)  # a sure positive: nothing to learn
+    assert logits.grad[0, 0].item() == pytest.approx(0.0, abs=1e-30)
+    if gamma == 0:  # plain CE: row 0 adds 100 (capped) + 100 + 30, row 1 adds 100 + 30
+        assert loss.item() == pytest.approx(360.0, rel=1e-6)
+
+
+def test_fused_loss_half_precision_input_and_single_backward():
+    logits = torch.randn(4, 10, 5).bfloat16().requires_grad_()
+    labels = torch.randint(-1, 6, (4, 10))
+    loss = sigmoid_focal_loss_from_labels(logits, labels)
+    assert loss.dtype == torch.float32
+    ref = _composite_on_labels(logits.detach().float(), labels, 0.25, 2.0)
+    torch.testing.assert_close(loss, ref)
+    loss.backward(retain_graph=True)
+    assert logits.grad.dtype == torch.bfloat16
+    with pytest.raises(RuntimeError, match="one backward pass"):
+        loss.backward()
+
+
+def test_fused_loss_rejects_negative_gamma():
+    with pytest.raises(ValueError, match="gamma"):
+        sigmoid_focal_loss_from_labels(torch.zeros(2, 3), torch.zeros(2, dtype=torch.int64), gamma=-1)
 
 
 def test_softmax_loss_object_scores_exclude_background():
