@@ -173,9 +173,10 @@ def sigmoid_focal_loss_from_labels(logits: Tensor, labels: Tensor, alpha: float 
     background (all targets 0), -1 ignored (no loss, no gradient). Equals
     ``sigmoid_focal_loss(logits, one_hot(labels), alpha, gamma, "sum")`` over the valid
     rows (each element's cross-entropy capped at 100, as ``binary_cross_entropy`` caps
-    it: only logits beyond +-100 notice), but computes the gradient in the forward pass (a handful of elementwise passes,
-    against the dozens autograd records for the composite formula) and never builds the
-    one-hot targets. Returns a float32 scalar (float64 for float64 input).
+    it: only logits beyond +-100 notice), but computes the gradient in the forward pass,
+    in cache-sized blocks (a handful of elementwise passes, against the dozens autograd
+    records for the composite formula), and never builds the one-hot targets. Returns a
+    float32 scalar (float64 for float64 input).
     """
     if gamma < 0:
         raise ValueError(f"gamma must be >= 0, got {gamma}")
