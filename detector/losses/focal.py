@@ -113,7 +113,8 @@ class _LabelSigmoidFocalLoss(torch.autograd.Function):
         #   loss p^g (-log q),   gradient p^g (p - g q log q).
         grad = torch.empty_like(x)
         row_loss = x.new_empty(num_rows)  # sum over classes of p^g log q, per row
-        step = max(1, _BLOCK_ELEMENTS // num_classes)
+        # On a GPU, one block: bandwidth is plentiful there and every block costs launches.
+        step = max(1, num_rows if x.is_cuda else _BLOCK_ELEMENTS // num_classes)
         for start in range(0, num_rows, step):
             rows = slice(start, start + step)
             q = torch.neg(x[rows]).sigmoid_()
