@@ -5,8 +5,13 @@ return the loss object; ``build_cls_loss`` / ``build_box_loss`` are the only rea
 """
 from ..registry import REGISTRY
 from .box import GIoULoss, L1Loss, SmoothL1Loss
-from .focal import (SigmoidFocalLoss, SoftmaxFocalLoss, sigmoid_focal_loss, sigmoid_focal_loss_from_labels,
-                    softmax_focal_loss)
+from .focal import (
+    SigmoidFocalLoss,
+    SoftmaxFocalLoss,
+    sigmoid_focal_loss,
+    sigmoid_focal_loss_from_labels,
+    softmax_focal_loss,
+)
 
 
 def build_cls_loss(cfg):

@@ -5,6 +5,7 @@ alpha-balanced cross-entropy (gamma=0, alpha=0.75) are the same function with ot
 parameters, so every preset runs through one code path. ``softmax_focal_loss`` is the
 multi-class variant for a head with an explicit background logit.
 """
+import math
 from typing import Optional
 
 import torch
@@ -206,6 +207,11 @@ class SigmoidFocalLoss:
         """``[..., K]`` logits -> ``[..., K]`` class probabilities."""
         return logits.sigmoid()
 
+    def min_logit(self, score: float) -> Optional[float]:
+        """The logit at which a class's score reaches ``score``: scores are elementwise, so
+        inference skips every anchor whose best logit is below it."""
+        return math.log(score / (1.0 - score)) if 0.0 < score < 1.0 else None
+
 
 class SoftmaxFocalLoss:
     """Classification loss for a head with K + 1 softmax outputs (background last)."""
@@ -224,6 +230,10 @@ class SoftmaxFocalLoss:
     def scores(self, logits: Tensor) -> Tensor:
         """``[..., K + 1]`` logits -> ``[..., K]`` object-class probabilities."""
         return logits.softmax(dim=-1)[..., :-1]
+
+    def min_logit(self, score: float) -> Optional[float]:
+        """None: a softmax score depends on the whole row, so every anchor is scored."""
+        return None
 
 
 @REGISTRY.register("cls_loss", "sigmoid_focal")

@@ -81,9 +81,11 @@ class RetinaNet(nn.Module):
         if self.training:
             return self.losses(logits, deltas, anchors, targets)
         detections = postprocess_detections(
-            self.cls_loss.scores(logits.float()), deltas, anchors,
+            logits, lambda block: self.cls_loss.scores(block.float()), deltas, anchors,
             self.anchor_generator.level_sizes(shapes), image_sizes, self.box_coder,
             self.score_thresh, self.topk_candidates, self.nms_thresh, self.max_detections_per_image,
+            # Optional for plugin losses: without it every anchor is scored.
+            getattr(self.cls_loss, "min_logit", lambda score: None)(self.score_thresh),
         )
         for det, resized, original in zip(detections, image_sizes, original_sizes):
             det["boxes"] = rescale_boxes(det["boxes"], resized, original)

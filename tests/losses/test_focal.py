@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import sigmoid_focal_loss as tv_sigmoid_focal_loss
 
-from detector.losses import (SigmoidFocalLoss, SoftmaxFocalLoss, sigmoid_focal_loss, sigmoid_focal_loss_from_labels,
-                             softmax_focal_loss)
+from detector.losses import SigmoidFocalLoss, SoftmaxFocalLoss
 from detector.losses import focal as focal_module
+from detector.losses import sigmoid_focal_loss, sigmoid_focal_loss_from_labels, softmax_focal_loss
 
 
 def _inputs(seed=0, shape=(64, 7)):

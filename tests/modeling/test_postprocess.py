@@ -1,0 +1,89 @@
+"""Batched post-processing against a per-image, per-level reference written the way
+torchvision's RetinaNet does it."""
+import pytest
+import torch
+from torchvision.ops import batched_nms
+
+from detector.losses import SigmoidFocalLoss
+from detector.modeling import postprocess as postprocess_module
+from detector.modeling.box_coder import BoxCoder
+from detector.modeling.postprocess import _batched_nms, postprocess_detections
+
+LEVEL_SIZES = [120, 60, 20]
+NUM_CLASSES = 5
+THRESH, TOPK, NMS, MAX_DET = 0.05, 30, 0.5, 25
+
+
+def _inputs(seed=0, num_images=3):
+    g = torch.Generator().manual_seed(seed)
+    num_anchors = sum(LEVEL_SIZES)
+    xy = torch.rand(num_anchors, 2, generator=g) * 80
+    anchors = torch.cat([xy, xy + 10 + torch.rand(num_anchors, 2, generator=g) * 30], 1)
+    logits = torch.randn(num_images, num_anchors, NUM_CLASSES, generator=g) - 2.5
+    deltas = 0.2 * torch.randn(num_images, num_anchors, 4, generator=g)
+    return logits, deltas, anchors
+
+
+def _reference(logits, deltas, anchors, image_sizes):
+    coder, out = BoxCoder(), []
+    for i, (h, w) in enumerate(image_sizes):
+        boxes_all, scores_all, labels_all, start = [], [], [], 0
+        for size in LEVEL_SIZES:
+            scores = logits[i, start:start + size].sigmoid().flatten()
+            keep = torch.nonzero(scores > THRESH).squeeze(1)
+            top, idx = scores[keep].topk(min(TOPK, keep.numel()))
+            idx = keep[idx]
+            anchor_idx, labels = idx // NUM_CLASSES + start, idx % NUM_CLASSES
+            boxes = coder.decode(deltas[i, anchor_idx], anchors[anchor_idx])
+            boxes = torch.stack([boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h),
+                                 boxes[:, 2].clamp(0, w), boxes[:, 3].clamp(0, h)], 1)
+            boxes_all.append(boxes), scores_all.append(top), labels_all.append(labels)
+            start += size
+        boxes, scores, labels = torch.cat(boxes_all), torch.cat(scores_all), torch.cat(labels_all)
+        keep = batched_nms(boxes, scores, labels, NMS)[:MAX_DET]
+        out.append({"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]})
+    return out
+
+
+def _run(logits, deltas, anchors, image_sizes, min_logit):
+    return postprocess_detections(logits, SigmoidFocalLoss().scores, deltas, anchors, LEVEL_SIZES, image_sizes,
+                                  BoxCoder(), THRESH, TOPK, NMS, MAX_DET, min_logit)
+
+
+@pytest.mark.parametrize("prefilter", [True, False])
+def test_matches_per_image_per_level_reference(prefilter, monkeypatch):
+    monkeypatch.setattr(postprocess_module, "_BLOCK_ELEMENTS", 64)  # several blocks without the prefilter
+    logits, deltas, anchors = _inputs()
+    sizes = [(90, 100), (70, 60), (100, 100)]
+    min_logit = SigmoidFocalLoss().min_logit(THRESH) if prefilter else None
+    got = _run(logits, deltas, anchors, sizes, min_logit)
+    expected = _reference(logits, deltas, anchors, sizes)
+    for g, e in zip(got, expected):
+        assert len(e["boxes"]) > 5  # a comparison over real detections
+        torch.testing.assert_close(g["scores"], e["scores"])
+        torch.testing.assert_close(g["boxes"], e["boxes"])
+        assert torch.equal(g["labels"], e["labels"])
+        assert len(g["boxes"]) <= MAX_DET
+
+
+def test_no_candidates_gives_empty_detections():
+    logits, deltas, anchors = _inputs()
+    out = _run(logits - 20, deltas, anchors, [(90, 100)] * 3, SigmoidFocalLoss().min_logit(THRESH))
+    assert [len(d["boxes"]) for d in out] == [0, 0, 0]
+    assert out[0]["boxes"].shape == (0, 4)
+
+
+def test_cpu_group_nms_equals_torchvision_batched_nms():
+    g = torch.Generator().manual_seed(5)
+    xy = torch.rand(400, 2, generator=g) * 50
+    boxes = torch.cat([xy, xy + 5 + torch.rand(400, 2, generator=g) * 20], 1)
+    scores = torch.rand(400, generator=g)
+    groups = torch.randint(0, 7, (400,), generator=g)
+    assert torch.equal(_batched_nms(boxes, scores, groups, 0.5), batched_nms(boxes, scores, groups, 0.5))
+    assert _batched_nms(boxes[:0], scores[:0], groups[:0], 0.5).numel() == 0
+
+
+def test_min_logit_is_the_score_threshold_in_logit_space():
+    loss = SigmoidFocalLoss()
+    assert torch.sigmoid(torch.tensor(loss.min_logit(0.05))).item() == pytest.approx(0.05)
+    assert loss.min_logit(0.0) is None
