@@ -189,8 +189,9 @@ class SolverConfig:
 class TrainConfig:
     max_iter: int = 90000
     device: str = "auto"  # auto (cuda when available) | cuda | cpu | cuda:N
-    amp: bool = False  # mixed precision on CUDA
-    amp_dtype: str = "bfloat16"  # bfloat16 | float16 (with a gradient scaler)
+    amp: bool = False  # mixed precision (autocast); losses stay float32
+    amp_dtype: str = "auto"  # auto (bfloat16 where supported, else float16) | bfloat16 | float16 (CUDA, scaled)
+    compile: bool = False  # torch.compile the backbone, FPN and head (the dense layers)
     log_period: int = 20
     checkpoint_period: int = 5000
     keep_checkpoints: int = 0  # keep only the newest K periodic checkpoints; 0 keeps all

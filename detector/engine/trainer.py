@@ -18,7 +18,6 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..config import to_dict, to_yaml
 from ..data import DatasetError, build_dataset, build_train_loader
-from ..evaluation import evaluate
 from ..modeling import build_model
 from ..visualization import plot_losses
 from . import distributed as comm
@@ -26,6 +25,14 @@ from .checkpoint import last_checkpoint, load_training_state, rng_state, save_ch
 from .optim import build_lr_scheduler, build_optimizer
 
 logger = logging.getLogger(__name__)
+
+
+def evaluate(*args, **kwargs):
+    """detector.evaluation.evaluate, imported on use: the evaluator imports this package's
+    distributed helpers, so a module-level import would make the two packages a cycle."""
+    from ..evaluation import evaluate as evaluate_split
+
+    return evaluate_split(*args, **kwargs)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -48,6 +55,28 @@ def prepare_output_dir(output_dir: str) -> None:
     except OSError as e:
         raise OSError(f"output directory {output_dir} is not writable ({e.strerror}); "
                       "pass another one with --output-dir or output_dir=...") from None
+
+
+def resolve_amp_dtype(name: str, device: torch.device) -> torch.dtype:
+    """``train.amp_dtype`` -> the autocast dtype: bfloat16 where the device has it (CPUs,
+    Ampere and newer GPUs), float16 (with a gradient scaler) on older GPUs."""
+    if name == "auto":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            return torch.float16
+        return torch.bfloat16
+    if name not in ("bfloat16", "float16"):
+        raise ValueError(f"train.amp_dtype must be auto, bfloat16 or float16, got '{name}'")
+    if name == "float16" and device.type != "cuda":
+        raise ValueError("train.amp_dtype=float16 needs CUDA; on the CPU use bfloat16 (or auto)")
+    return getattr(torch, name)
+
+
+def compile_dense_layers(model) -> None:
+    """``torch.compile`` the backbone, FPN and head in place (parameter names unchanged, so
+    checkpoints stay interchangeable). Matching and losses are left eager: their shapes
+    change with every batch's boxes, and the fused focal loss already is one pass."""
+    for module in (model.backbone, model.fpn, model.head):
+        module.compile()
 
 
 def seed_everything(seed: int) -> None:
@@ -170,9 +199,11 @@ class Trainer:
         self.model = model.to(self.device)
         self.optimizer = build_optimizer(cfg, self.model)
         self.scheduler = build_lr_scheduler(cfg, self.optimizer)
-        self.amp = cfg.train.amp and self.device.type == "cuda"
-        self.amp_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.train.amp_dtype]
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
+        self.amp = cfg.train.amp
+        self.amp_dtype = resolve_amp_dtype(cfg.train.amp_dtype, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp and self.amp_dtype == torch.float16)
+        if cfg.train.compile:
+            compile_dense_layers(self.model)
         self.start_iter = self._resume() if resume else 0
         self.ddp_model = (DistributedDataParallel(self.model, device_ids=[self.device.index]
                                                   if self.device.type == "cuda" else None)

@@ -4,6 +4,7 @@ import os
 import urllib.error
 from typing import List
 
+import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 from torchvision.ops import FrozenBatchNorm2d
@@ -42,7 +43,7 @@ class ResNetBackbone(nn.Module):
             raise ValueError(f"no torchvision ResNet of depth {depth}")
         resnet = getattr(torchvision.models, arch)(weights=None, norm_layer=_norm_layer(norm, norm_eps))
         self.arch = arch
-        self.conv1, self.bn1, self.relu, self.maxpool = resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool
+        self.conv1, self.bn1, self.maxpool = resnet.conv1, resnet.bn1, resnet.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = (
             resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4)
         expansion = 4 if depth >= 50 else 1
@@ -67,12 +68,40 @@ class ResNetBackbone(nn.Module):
             _freeze_batchnorm(stage)
 
     def forward(self, x: Tensor) -> List[Tensor]:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        c2 = self.layer1(x)
-        c3 = self.layer2(c2)
-        c4 = self.layer3(c3)
-        c5 = self.layer4(c4)
-        return [c3, c4, c5]
+        x = self.maxpool(F.relu(conv_norm(self.conv1, self.bn1, x)))
+        features = []
+        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
+            for block in stage:
+                x = _residual_block(block, x)
+            features.append(x)
+        return features[1:]  # C3, C4, C5
+
+
+def conv_norm(conv: nn.Conv2d, norm: nn.Module, x: Tensor) -> Tensor:
+    """``norm(conv(x))``. A frozen BatchNorm is an affine map per channel, so it is folded
+    into the convolution's weights and bias: one pass over the activations instead of three
+    (conv, multiply, add), forward and backward; the result is the same up to rounding."""
+    if not isinstance(norm, FrozenBatchNorm2d):
+        return norm(conv(x))
+    scale = norm.weight * (norm.running_var + norm.eps).rsqrt()
+    shift = norm.bias - norm.running_mean * scale
+    if conv.bias is not None:
+        shift = shift + conv.bias * scale
+    return F.conv2d(x, conv.weight * scale[:, None, None, None], shift, conv.stride, conv.padding,
+                    conv.dilation, conv.groups)
+
+
+def _residual_block(block: nn.Module, x: Tensor) -> Tensor:
+    """torchvision's Bottleneck / BasicBlock forward, with :func:`conv_norm` for conv + norm."""
+    if isinstance(block, torchvision.models.resnet.Bottleneck):
+        out = F.relu(conv_norm(block.conv1, block.bn1, x), inplace=True)
+        out = F.relu(conv_norm(block.conv2, block.bn2, out), inplace=True)
+        out = conv_norm(block.conv3, block.bn3, out)
+    else:
+        out = F.relu(conv_norm(block.conv1, block.bn1, x), inplace=True)
+        out = conv_norm(block.conv2, block.bn2, out)
+    identity = x if block.downsample is None else conv_norm(block.downsample[0], block.downsample[1], x)
+    return F.relu(out + identity, inplace=True)
 
 
 def _frozen(module: nn.Module) -> nn.Module:

@@ -46,13 +46,19 @@ def postprocess_detections(
     num_images, num_anchors = logits.shape[:2]
     image_idx, anchor_idx, labels, scores = _candidates(logits, scores_fn, score_thresh, min_logit)
 
-    # The top k of every (image, level) group, for all groups at once: order by score, then
-    # (stably) by group, and keep the first k of each group.
+    # The top k of every (image, level) group. Candidates come ordered by image, then anchor,
+    # so each group is one contiguous run; only runs longer than k need a top-k.
     level_ends = torch.tensor(level_sizes, device=logits.device).cumsum(0)
     group = image_idx * len(level_sizes) + torch.bucketize(anchor_idx, level_ends, right=True)
-    order = torch.sort(scores, descending=True, stable=True).indices
-    order = order[torch.sort(group[order], stable=True).indices]
-    keep = order[_rank_in_group(group[order], num_images * len(level_sizes)) < topk_candidates]
+    counts = torch.bincount(group, minlength=num_images * len(level_sizes)).tolist()
+    keep, start = [], 0
+    for count in counts:
+        if count > topk_candidates:
+            keep.append(start + scores[start:start + count].topk(topk_candidates).indices)
+        elif count:
+            keep.append(torch.arange(start, start + count, device=logits.device))
+        start += count
+    keep = torch.cat(keep) if keep else group.new_zeros(0)
     image_idx, anchor_idx, labels, scores = image_idx[keep], anchor_idx[keep], labels[keep], scores[keep]
 
     boxes = box_coder.decode(deltas[image_idx, anchor_idx].float(), anchors[anchor_idx])
@@ -75,7 +81,7 @@ def postprocess_detections(
 
 def _candidates(logits: Tensor, scores_fn, score_thresh: float, min_logit: Optional[float]):
     """Every (image, anchor, class) scoring over ``score_thresh``: four ``[P]`` tensors
-    (image index, anchor index, class, score)."""
+    (image index, anchor index, class, score), ordered by image, then anchor."""
     if min_logit is not None:
         # One cheap pass finds the few anchors that can have a class over the threshold (a
         # small margin covers rounding); only those are scored and thresholded exactly.
@@ -86,12 +92,14 @@ def _candidates(logits: Tensor, scores_fn, score_thresh: float, min_logit: Optio
     # Any other scores: block of anchors by block, so that the scores stay in cache and no
     # full-size score tensor is allocated.
     num_images, num_anchors = logits.shape[:2]
-    step = num_anchors if logits.is_cuda else max(1, _BLOCK_ELEMENTS // (num_images * logits.shape[2]))
+    step = num_anchors if logits.is_cuda else max(1, _BLOCK_ELEMENTS // logits.shape[2])
     found = []
-    for start in range(0, num_anchors, step):
-        scores = scores_fn(logits[:, start:start + step])  # [N, r, K]
-        image_idx, anchor_idx, labels = torch.nonzero(scores > score_thresh, as_tuple=True)
-        found.append((image_idx, anchor_idx + start, labels, scores[image_idx, anchor_idx, labels]))
+    for image in range(num_images):
+        for start in range(0, num_anchors, step):
+            scores = scores_fn(logits[image, start:start + step])  # [r, K]
+            anchor_idx, labels = torch.nonzero(scores > score_thresh, as_tuple=True)
+            found.append((torch.full_like(anchor_idx, image), anchor_idx + start, labels,
+                          scores[anchor_idx, labels]))
     return [torch.cat(parts) for parts in zip(*found)]
 
 

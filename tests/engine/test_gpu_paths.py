@@ -1,0 +1,78 @@
+"""The GPU switches (AMP, channels_last, torch.compile) run on the CPU too, so each is
+exercised here on the tiny config."""
+import json
+import os
+
+import pytest
+import torch
+
+from detector.config import load_config
+from detector.engine import train
+from detector.engine.trainer import compile_dense_layers, resolve_amp_dtype
+from detector.modeling import build_model
+
+
+def _losses(output_dir):
+    with open(os.path.join(output_dir, "metrics.jsonl")) as f:
+        return [json.loads(line)["loss"] for line in f]
+
+
+def _run(tiny_config, tmp_path, *overrides):
+    out = str(tmp_path / "run")
+    cfg = load_config(tiny_config, [f"output_dir={out}", "train.max_iter=4", "train.log_period=2",
+                                    "data.val.ann_file=", "data.train.transforms=[]", *overrides])
+    train(cfg, progress=False)
+    return _losses(out)
+
+
+def test_amp_trains_in_bfloat16_on_the_cpu(tiny_config, tmp_path, monkeypatch):
+    seen = []
+    original = torch.nn.Conv2d.forward
+
+    def spy(self, x):
+        out = original(self, x)
+        seen.append(out.dtype)
+        return out
+
+    monkeypatch.setattr(torch.nn.Conv2d, "forward", spy)
+    losses = _run(tiny_config, tmp_path, "train.amp=true")
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert torch.bfloat16 in seen  # the head's convolutions ran under autocast
+
+
+def test_amp_dtype_choice():
+    cpu = torch.device("cpu")
+    assert resolve_amp_dtype("auto", cpu) == torch.bfloat16
+    assert resolve_amp_dtype("bfloat16", cpu) == torch.bfloat16
+    with pytest.raises(ValueError, match="float16 needs CUDA"):
+        resolve_amp_dtype("float16", cpu)
+    with pytest.raises(ValueError, match="amp_dtype"):
+        resolve_amp_dtype("fp8", cpu)
+
+
+def test_channels_last_gives_the_same_losses(tiny_config):
+    torch.manual_seed(0)
+    plain = build_model(load_config(tiny_config))
+    cl = build_model(load_config(tiny_config, ["model.channels_last=true"]))
+    cl.load_state_dict(plain.state_dict())
+    g = torch.Generator().manual_seed(1)
+    images = [torch.rand(3, 64, 64, generator=g) for _ in range(2)]
+    targets = [{"boxes": torch.tensor([[4.0, 6.0, 40.0, 30.0]]), "labels": torch.tensor([1])}] * 2
+    a, b = plain(images, targets), cl(images, targets)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6)
+    assert cl.head.cls_score.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_compile_keeps_parameter_names(tiny_config):
+    model = build_model(load_config(tiny_config))
+    keys = list(model.state_dict())
+    compile_dense_layers(model)
+    assert list(model.state_dict()) == keys  # checkpoints stay interchangeable
+    assert all(m._compiled_call_impl is not None for m in (model.backbone, model.fpn, model.head))
+
+
+@pytest.mark.slow  # inductor compiles C++ on the first run: about two minutes on 2 cores
+def test_compile_trains(tiny_config, tmp_path):
+    losses = _run(tiny_config, tmp_path, "train.compile=true")
+    assert all(torch.isfinite(torch.tensor(losses)))
