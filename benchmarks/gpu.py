@@ -13,7 +13,7 @@ import os
 import sys
 import time
 import warnings
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import torch
 
@@ -38,10 +38,10 @@ def _images_per_second(fn: Callable[[], object], images: int, steps: int, device
     return images * steps / (time.perf_counter() - start)
 
 
-def _count_syncs(fn: Callable[[], object], device: torch.device) -> int:
+def _count_syncs(fn: Callable[[], object], device: torch.device) -> Optional[int]:
     """Synchronising CUDA calls made by ``fn`` (each one warns under sync debug mode)."""
     if device.type != "cuda":
-        return -1
+        return None
     _synchronize(device)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -51,6 +51,10 @@ def _count_syncs(fn: Callable[[], object], device: torch.device) -> int:
         finally:
             torch.cuda.set_sync_debug_mode("default")
     return sum("synchroniz" in str(w.message) for w in caught)
+
+
+def _or_na(value) -> str:
+    return "n/a (CUDA only)" if value is None else str(value)
 
 
 def main(argv=None) -> int:
@@ -125,8 +129,8 @@ def main(argv=None) -> int:
         f"| peak memory, training step | {ours_r['train_peak_memory_bytes'] / 2**30:.2f} GiB | "
         f"{tv_r['train_peak_memory_bytes'] / 2**30:.2f} GiB | "
         f"{ours_r['train_peak_memory_bytes'] / tv_r['train_peak_memory_bytes']:.2f}x | <= 1.0x |",
-        f"| host syncs per training step | {ours_r['host_syncs_per_train_step']} | "
-        f"{tv_r['host_syncs_per_train_step']} | - | 0 |",
+        f"| host syncs per training step | {_or_na(ours_r['host_syncs_per_train_step'])} | "
+        f"{_or_na(tv_r['host_syncs_per_train_step'])} | - | 0 |",
     ]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"\n{name}, torch {torch.__version__}")

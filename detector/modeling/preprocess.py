@@ -5,6 +5,7 @@ resize is skipped unless ``resize_in_training``: the train transforms set the si
 import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -64,8 +65,12 @@ class Preprocessor(nn.Module):
 
 
 def rescale_boxes(boxes: Tensor, from_size: Tuple[int, int], to_size: Tuple[int, int]) -> Tensor:
-    """Scale ``[..., 4]`` xyxy boxes from an image of ``from_size`` (H, W) to ``to_size``."""
-    ratio_h = torch.tensor(to_size[0], dtype=torch.float32) / torch.tensor(from_size[0], dtype=torch.float32)
-    ratio_w = torch.tensor(to_size[1], dtype=torch.float32) / torch.tensor(from_size[1], dtype=torch.float32)
-    scale = torch.stack([ratio_w, ratio_h, ratio_w, ratio_h]).to(boxes.device)
-    return boxes * scale
+    """Scale ``[..., 4]`` xyxy boxes from an image of ``from_size`` (H, W) to ``to_size``.
+
+    The ratios are float32 quotients, as torchvision computes them, but taken on the host and
+    passed as scalars: no tensor is copied to the GPU, so no host-device sync.
+    """
+    ratio_h = float(np.float32(to_size[0]) / np.float32(from_size[0]))
+    ratio_w = float(np.float32(to_size[1]) / np.float32(from_size[1]))
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    return torch.stack([x1 * ratio_w, y1 * ratio_h, x2 * ratio_w, y2 * ratio_h], dim=-1)
