@@ -249,7 +249,8 @@ def train_step(args) -> List[dict]:
 def inference(args) -> List[dict]:
     height, width = 800, 1333
     tv, ours = build_pair(height, width, OURS_OVERRIDES)
-    with torch.no_grad():  # random weights score nothing over 0.05: raise the prior
+    with torch.no_grad():  # random weights score nothing over 0.05: raise the prior so that
+        # almost every (anchor, class) is a candidate, post-processing's worst case
         tv.head.classification_head.cls_logits.bias.fill_(-2.0)
         ours.head.cls_score.bias.fill_(-2.0)
     tv.eval()
@@ -258,7 +259,7 @@ def inference(args) -> List[dict]:
     with torch.inference_mode():
         check = _same_detections(tv(images), ours(images))
         t = alternate({"ours": lambda: ours(images), "tv": lambda: tv(images)}, args.repeats)
-    setting = f"R50-FPN {height}x{width}, batch 1, end to end, ours channels_last"
+    setting = f"R50-FPN {height}x{width}, batch 1, end to end, ~16M candidates over 0.05, ours channels_last"
     return [_row("inference", setting, t["ours"], t["tv"], 1.2, check=check)]
 
 

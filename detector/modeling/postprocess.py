@@ -1,4 +1,5 @@
 """Inference: score threshold, top-k per level, decode, class-aware NMS, for a whole batch."""
+import itertools
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
@@ -44,29 +45,31 @@ def postprocess_detections(
         of each level and image, NMS within each class and image.
     """
     num_images, num_anchors = logits.shape[:2]
-    image_idx, anchor_idx, labels, scores = _candidates(logits, scores_fn, score_thresh, min_logit)
+    rows, flat, scores, num_classes = _candidates(logits, scores_fn, score_thresh, min_logit)
 
-    # The top k of every (image, level) group. Candidates come ordered by image, then anchor,
-    # so each group is one contiguous run; only runs longer than k need a top-k.
-    level_ends = torch.tensor(level_sizes, device=logits.device).cumsum(0)
-    group = image_idx * len(level_sizes) + torch.bucketize(anchor_idx, level_ends, right=True)
-    counts = torch.bincount(group, minlength=num_images * len(level_sizes)).tolist()
-    keep, start = [], 0
-    for count in counts:
-        if count > topk_candidates:
-            keep.append(start + scores[start:start + count].topk(topk_candidates).indices)
-        elif count:
-            keep.append(torch.arange(start, start + count, device=logits.device))
-        start += count
-    keep = torch.cat(keep) if keep else group.new_zeros(0)
-    image_idx, anchor_idx, labels, scores = image_idx[keep], anchor_idx[keep], labels[keep], scores[keep]
+    # The top k of every (image, level) group. Rows and candidates are sorted, so each group
+    # is one contiguous run, found by binary search; only runs longer than k need a top-k.
+    level_starts = list(itertools.accumulate(level_sizes, initial=0))[:-1]
+    group_rows = torch.tensor([image * num_anchors + start for image in range(num_images) for start in level_starts]
+                              + [num_images * num_anchors], device=rows.device)
+    bounds = torch.searchsorted(flat, torch.searchsorted(rows, group_rows) * num_classes).tolist()
+    keep = []
+    for first, last in zip(bounds[:-1], bounds[1:]):
+        if last - first > topk_candidates:
+            keep.append(first + scores[first:last].topk(topk_candidates).indices)
+        elif last > first:
+            keep.append(torch.arange(first, last, device=flat.device))
+    keep = torch.cat(keep) if keep else flat.new_zeros(0)
+    flat, scores = flat[keep], scores[keep]
+    labels = flat % num_classes
+    row = rows[flat // num_classes]
+    image_idx, anchor_idx = row // num_anchors, row % num_anchors
 
     boxes = box_coder.decode(deltas[image_idx, anchor_idx].float(), anchors[anchor_idx])
     limits = torch.tensor([[w, h, w, h] for h, w in image_sizes], dtype=boxes.dtype, device=boxes.device)
     boxes = torch.minimum(boxes.clamp(min=0), limits[image_idx])
 
     # One NMS call for the batch: boxes of different images or classes never suppress each other.
-    num_classes = int(labels.max()) + 1 if labels.numel() else 1
     kept = _batched_nms(boxes, scores, image_idx * num_classes + labels, nms_thresh)
     # kept is sorted by score; a stable sort by image keeps that order within each image.
     kept = kept[torch.sort(image_idx[kept], stable=True).indices]
@@ -80,27 +83,30 @@ def postprocess_detections(
 
 
 def _candidates(logits: Tensor, scores_fn, score_thresh: float, min_logit: Optional[float]):
-    """Every (image, anchor, class) scoring over ``score_thresh``: four ``[P]`` tensors
-    (image index, anchor index, class, score), ordered by image, then anchor."""
+    """Every (image, anchor, class) scoring over ``score_thresh``, in four parts: ``rows``
+    ``[A']``, the scored anchors as ``image * R + anchor`` (sorted); ``flat`` ``[P]``, the
+    candidates as ``row position * K + class`` (sorted); their ``[P]`` scores; and K."""
+    num_images, num_anchors = logits.shape[:2]
+    all_rows = logits.reshape(num_images * num_anchors, -1)
     if min_logit is not None:
-        # One cheap pass finds the few anchors that can have a class over the threshold (a
-        # small margin covers rounding); only those are scored and thresholded exactly.
-        image_idx, anchor_idx = torch.nonzero(logits.amax(-1) >= min_logit - 1e-3, as_tuple=True)
-        scores = scores_fn(logits[image_idx, anchor_idx][None])[0]  # [A', K]
-        row, labels = torch.nonzero(scores > score_thresh, as_tuple=True)
-        return image_idx[row], anchor_idx[row], labels, scores[row, labels]
+        # One cheap pass finds the anchors that can have a class over the threshold (a small
+        # margin covers rounding); only those are scored and thresholded exactly.
+        rows = torch.nonzero(logits.amax(-1).flatten() >= min_logit - 1e-3).squeeze(1)
+        scores = scores_fn(all_rows[rows])  # [A', K]
+        flat = torch.nonzero(scores.flatten() > score_thresh).squeeze(1)
+        return rows, flat, scores.flatten()[flat], scores.shape[1]
     # Any other scores: block of anchors by block, so that the scores stay in cache and no
     # full-size score tensor is allocated.
-    num_images, num_anchors = logits.shape[:2]
-    step = num_anchors if logits.is_cuda else max(1, _BLOCK_ELEMENTS // logits.shape[2])
-    found = []
-    for image in range(num_images):
-        for start in range(0, num_anchors, step):
-            scores = scores_fn(logits[image, start:start + step])  # [r, K]
-            anchor_idx, labels = torch.nonzero(scores > score_thresh, as_tuple=True)
-            found.append((torch.full_like(anchor_idx, image), anchor_idx + start, labels,
-                          scores[anchor_idx, labels]))
-    return [torch.cat(parts) for parts in zip(*found)]
+    step = all_rows.shape[0] if logits.is_cuda else max(1, _BLOCK_ELEMENTS // logits.shape[2])
+    flats, found = [], []
+    for start in range(0, all_rows.shape[0], step):
+        scores = scores_fn(all_rows[start:start + step])  # [r, K]
+        num_classes = scores.shape[1]
+        flat = torch.nonzero(scores.flatten() > score_thresh).squeeze(1)
+        flats.append(start * num_classes + flat)
+        found.append(scores.flatten()[flat])
+    rows = torch.arange(all_rows.shape[0], device=logits.device)
+    return rows, torch.cat(flats), torch.cat(found), num_classes
 
 
 def _rank_in_group(sorted_group: Tensor, num_groups: int) -> Tensor:
