@@ -259,7 +259,8 @@ def inference(args) -> List[dict]:
     with torch.inference_mode():
         check = _same_detections(tv(images), ours(images))
         t = alternate({"ours": lambda: ours(images), "tv": lambda: tv(images)}, args.repeats)
-    setting = f"R50-FPN {height}x{width}, batch 1, end to end, 98% of 18M (anchor, class) pairs over 0.05, ours channels_last"
+    setting = (f"R50-FPN {height}x{width}, batch 1, end to end, 98% of 18M (anchor, class) pairs over 0.05, "
+               "ours channels_last")
     return [_row("inference", setting, t["ours"], t["tv"], 1.2, check=check)]
 
 
