@@ -112,7 +112,8 @@ class _LabelSigmoidFocalLoss(torch.autograd.Function):
         # Every element first as a negative (target 0), block by block. With q = 1 - p =
         # sigmoid(-x) and log q = -softplus(x), exact for saturated logits either way:
         #   loss p^g (-log q),   gradient p^g (p - g q log q).
-        grad = torch.empty_like(x)
+        need_grad = ctx.needs_input_grad[0]  # False when only the value is wanted (evaluation)
+        grad = torch.empty_like(x) if need_grad else None
         row_loss = x.new_empty(num_rows)  # sum over classes of p^g log q, per row
         # On a GPU, one block: bandwidth is plentiful there and every block costs launches.
         step = max(1, num_rows if x.is_cuda else _BLOCK_ELEMENTS // num_classes)
@@ -123,11 +124,12 @@ class _LabelSigmoidFocalLoss(torch.autograd.Function):
             # Past x ~ 100, q underflows: like binary_cross_entropy, the log is floored at
             # -100, so an element's cross-entropy saturates at 100; its gradient stays exact.
             log_q = torch.log(q).clamp_(min=-100.0)
-            if gamma == 0:
+            p_gamma = p.pow(gamma) if gamma != 0 else None
+            if need_grad and p_gamma is None:
                 grad[rows] = p
-            else:
-                p_gamma = p.pow(gamma)
+            elif need_grad:
                 torch.addcmul(p, q, log_q, value=-gamma, out=grad[rows]).mul_(p_gamma)
+            if p_gamma is not None:
                 log_q.mul_(p_gamma)
             torch.sum(log_q, 1, out=row_loss[rows])
         valid = (labels >= 0).to(x.dtype)  # [M]

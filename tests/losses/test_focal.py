@@ -238,6 +238,14 @@ def test_fused_loss_half_precision_input_and_single_backward():
         loss.backward()
 
 
+def test_fused_loss_value_without_gradient():
+    logits = torch.randn(30, 6, dtype=torch.float64)
+    labels = torch.randint(-1, 7, (30,))
+    with torch.no_grad():
+        value = sigmoid_focal_loss_from_labels(logits, labels, 0.25, 2.0)
+    torch.testing.assert_close(value, _composite_on_labels(logits, labels, 0.25, 2.0))
+
+
 def test_fused_loss_rejects_negative_gamma():
     with pytest.raises(ValueError, match="gamma"):
         sigmoid_focal_loss_from_labels(torch.zeros(2, 3), torch.zeros(2, dtype=torch.int64), gamma=-1)
