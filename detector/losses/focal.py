@@ -95,9 +95,11 @@ def softmax_focal_loss(
     return _reduce(loss, reduction)
 
 
-# Rows of logits per block in the fused loss: ~256k elements, so that a block's few
-# temporaries stay in the CPU's cache instead of making full-size passes through memory.
+# Elements of logits per block in the fused loss. CPU: ~256k, so that a block's few
+# temporaries stay in cache instead of making full-size passes through memory. GPU: ~32M,
+# few launches, while the temporaries stay a bounded 128 MB each at any batch size.
 _BLOCK_ELEMENTS = 1 << 18
+_BLOCK_ELEMENTS_CUDA = 1 << 25
 
 
 class _LabelSigmoidFocalLoss(torch.autograd.Function):
@@ -115,8 +117,7 @@ class _LabelSigmoidFocalLoss(torch.autograd.Function):
         need_grad = ctx.needs_input_grad[0]  # False when only the value is wanted (evaluation)
         grad = torch.empty_like(x) if need_grad else None
         row_loss = x.new_empty(num_rows)  # sum over classes of p^g log q, per row
-        # On a GPU, one block: bandwidth is plentiful there and every block costs launches.
-        step = max(1, num_rows if x.is_cuda else _BLOCK_ELEMENTS // num_classes)
+        step = max(1, (_BLOCK_ELEMENTS_CUDA if x.is_cuda else _BLOCK_ELEMENTS) // num_classes)
         for start in range(0, num_rows, step):
             rows = slice(start, start + step)
             q = torch.neg(x[rows]).sigmoid_()
