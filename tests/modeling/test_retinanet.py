@@ -104,3 +104,36 @@ def test_normalizer_ema():
     num_fg = ((labels >= 0) & (labels < 3)).sum().item()
     assert num_fg > 0
     assert model.fg_normalizer.item() == pytest.approx(0.9 * 100 + 0.1 * num_fg)
+
+
+# Ops whose output size or value the host must read: on a GPU each one is a device sync.
+_HOST_READS = {"aten::_local_scalar_dense", "aten::nonzero", "aten::masked_select", "aten::_unique2",
+               "aten::unique_consecutive", "aten::repeat_interleave"}
+
+
+@pytest.mark.parametrize("extra", [[], ["loss.normalizer_momentum=0.9", "loss.box.name=giou"],
+                                   ["loss.cls.name=softmax_focal"]])
+def test_training_step_reads_nothing_back_from_the_device(extra):
+    """The proxy on the CPU for "zero host syncs per step" on a GPU: forward and backward
+    dispatch no op that makes the host wait for a value (item, nonzero, boolean indexing)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Recorder(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.reads = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func._schema.name
+            indices = args[1] if name == "aten::index" else []
+            if name in _HOST_READS or any(i is not None and i.dtype == torch.bool for i in indices):
+                self.reads.append(name)
+            return func(*args, **(kwargs or {}))
+
+    model = build_model(load_config(BASE, SMALL + extra))
+    model.train()
+    images = [torch.rand(3, 128, 160), torch.rand(3, 150, 128)]
+    with Recorder() as recorder:
+        losses = model(images, _targets())
+        sum(losses.values()).backward()
+    assert recorder.reads == []
