@@ -68,15 +68,21 @@ def cmd_predict(args) -> None:
 
 
 def _class_names(cfg):
-    """Names from the train (or val) annotation file when there is one, else class_<i>."""
+    """Label -> name from the train (or val) annotation file when there is one, else class_<i>.
+    Labels are the sorted category ids' positions, or, with ``data.category_ids_as_labels``
+    (torchvision's 91 COCO slots), the ids themselves."""
     from .data.coco import _load_json
 
+    fallback = [f"class_{i}" for i in range(cfg.model.num_classes)]
     for split in (cfg.data.train, cfg.data.val):
         if split.ann_file and os.path.isfile(split.ann_file):
             cats = sorted(_load_json(split.ann_file).get("categories", []), key=lambda c: c["id"])
+            if cfg.data.category_ids_as_labels:
+                by_id = {c["id"]: c["name"] for c in cats}
+                return [by_id.get(i, name) for i, name in enumerate(fallback)]
             if len(cats) == cfg.model.num_classes:
                 return [c["name"] for c in cats]
-    return [f"class_{i}" for i in range(cfg.model.num_classes)]
+    return fallback
 
 
 def cmd_check_data(args) -> None:

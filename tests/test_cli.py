@@ -100,3 +100,13 @@ def test_unwritable_output_dir(tmp_path, tiny_config, capsys):
     blocker.write_text("x")
     assert main(["train", tiny_config, "--output-dir", str(blocker / "sub")]) == 2
     assert "is not writable" in capsys.readouterr().err
+
+
+def test_class_names_follow_the_label_convention(tiny_config, tiny_dataset):
+    from detector.cli import _class_names
+    from detector.config import load_config
+
+    names = ["circle", "square", "triangle", "cross"]  # category ids 1..4
+    assert _class_names(load_config(tiny_config)) == names
+    slots = _class_names(load_config(tiny_config, ["data.category_ids_as_labels=true", "model.num_classes=5"]))
+    assert slots == ["class_0"] + names  # label = category id; slot 0 has no category
