@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from .. import evaluation  # the module, not its names: the evaluator imports engine.distributed
 from ..config import to_dict, to_yaml
 from ..data import DatasetError, build_dataset, build_train_loader
 from ..modeling import build_model
@@ -25,14 +26,6 @@ from .checkpoint import last_checkpoint, load_training_state, rng_state, save_ch
 from .optim import build_lr_scheduler, build_optimizer
 
 logger = logging.getLogger(__name__)
-
-
-def evaluate(*args, **kwargs):
-    """detector.evaluation.evaluate, imported on use: the evaluator imports this package's
-    distributed helpers, so a module-level import would make the two packages a cycle."""
-    from ..evaluation import evaluate as evaluate_split
-
-    return evaluate_split(*args, **kwargs)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -252,7 +245,7 @@ class Trainer:
         if self.val_set is None:
             logger.info("no data.val.ann_file configured: skipping the final evaluation")
             return {}
-        return evaluate(self.model, cfg, self.val_set, self.output_dir, self.device, self.progress)
+        return evaluation.evaluate(self.model, cfg, self.val_set, self.output_dir, self.device, self.progress)
 
     def _loop(self, writer: Optional[MetricsWriter]) -> None:
         from tqdm import tqdm
@@ -325,7 +318,7 @@ class Trainer:
                     self.checkpoint(iteration, f"model_{iteration:07d}.pth")
                 if (self.val_set is not None and cfg.train.eval_period and iteration % cfg.train.eval_period == 0
                         and iteration < max_iter):
-                    stats = evaluate(self.model, cfg, self.val_set, None, self.device, self.progress)
+                    stats = evaluation.evaluate(self.model, cfg, self.val_set, None, self.device, self.progress)
                     if writer is not None:
                         writer.write({"iteration": iteration, **{f"val/{k}": v for k, v in stats.items()
                                                                  if isinstance(v, float)}})
