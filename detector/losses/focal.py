@@ -133,8 +133,8 @@ class _LabelSigmoidFocalLoss(torch.autograd.Function):
             if p_gamma is not None:
                 log_q.mul_(p_gamma)
             torch.sum(log_q, 1, out=row_loss[rows])
-        valid = (labels >= 0).to(x.dtype)  # [M]
-        fg = (labels >= 0) & (labels < num_classes)
+        valid = labels >= 0  # [M]
+        fg = valid & (labels < num_classes)
         # Then the one positive element of each foreground row is swapped from its negative
         # value to its positive one: loss q^g softplus(-x), gradient -q^g (g p softplus(-x) + q).
         # M elements, and no host sync: rows that are not foreground swap nothing.
@@ -143,13 +143,15 @@ class _LabelSigmoidFocalLoss(torch.autograd.Function):
         p_t, q_t = torch.sigmoid(x_t), torch.sigmoid(-x_t)
         # Cross-entropies floored as in the blocks above, so the swap removes what they added.
         sp_neg, sp_pos = F.softplus(x_t).clamp(max=100.0), F.softplus(-x_t).clamp(max=100.0)
-        neg_loss = p_t.pow(gamma) * sp_neg
-        neg_grad = p_t.pow(gamma) * (gamma * q_t * sp_neg + p_t)
-        pos_loss = q_t.pow(gamma) * sp_pos
-        pos_grad = -q_t.pow(gamma) * (gamma * p_t * sp_pos + q_t)
+        p_t_gamma, q_t_gamma = p_t.pow(gamma), q_t.pow(gamma)
+        neg_loss = p_t_gamma * sp_neg
+        neg_grad = p_t_gamma * (gamma * q_t * sp_neg + p_t)
+        pos_loss = q_t_gamma * sp_pos
+        pos_grad = -q_t_gamma * (gamma * p_t * sp_pos + q_t)
         zero = x_t.new_zeros(())
         swap_loss = torch.where(fg, w_pos * pos_loss - w_neg * neg_loss, zero)
         swap_grad = torch.where(fg, w_pos * pos_grad - w_neg * neg_grad, zero)
+        valid = valid.to(x.dtype)
         ctx.save_for_backward(grad, valid, column, swap_grad)
         ctx.w_neg = w_neg
         ctx.input_dtype = logits.dtype
