@@ -38,3 +38,9 @@ def test_detection_check_ignores_the_order_of_equal_scores():
          "labels": torch.tensor([1, 2])}
     b = {k: v.flip(0) for k, v in a.items()}
     assert "same detections" in run._same_detections([a], [b])
+
+
+def test_printed_ratio_never_looks_met_when_it_is_not():
+    assert run._shown_ratio(1.19991, ">= 1.2x") == "1.19"
+    assert run._shown_ratio(1.0001, "<= 1.0x") == "1.01"
+    assert run._shown_ratio(0.724, "<= 1.0x") == "0.73"
