@@ -12,7 +12,7 @@ venv: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e ".[dev,fast]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,fast,export,cluster]"
 	touch $(STAMP)
 
 test: venv

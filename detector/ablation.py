@@ -20,6 +20,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
+from .errors import UserError
+
 logger = logging.getLogger(__name__)
 
 TABLE_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -48,7 +50,7 @@ def parse_list(text: Optional[str]) -> List[float]:
     try:
         return [float(v) for v in text.replace(",", " ").split()]
     except ValueError:
-        raise ValueError(f"expected a comma-separated list of numbers, got '{text}'") from None
+        raise UserError(f"expected a comma-separated list of numbers, got '{text}'") from None
 
 
 def load_grid(name_or_path: str) -> List[RunSpec]:
@@ -57,16 +59,16 @@ def load_grid(name_or_path: str) -> List[RunSpec]:
     path = next((c for c in candidates if os.path.isfile(c)), None)
     if path is None:
         known = sorted({f[:-5] for d in GRID_DIRS if os.path.isdir(d) for f in os.listdir(d) if f.endswith(".yaml")})
-        raise ValueError(f"unknown grid '{name_or_path}'; known grids: {', '.join(known) or 'none'}")
+        raise UserError(f"unknown grid '{name_or_path}'; known grids: {', '.join(known) or 'none'}")
     with open(path) as f:
         data = yaml.safe_load(f) or {}
     points = data.get("points")
     if not isinstance(points, list) or not points:
-        raise ValueError(f"{path}: a grid needs a non-empty 'points' list of {{alpha, gamma}}")
+        raise UserError(f"{path}: a grid needs a non-empty 'points' list of {{alpha, gamma}}")
     try:
         return [RunSpec(float(p["alpha"]), float(p["gamma"]), p.get("paper_ap")) for p in points]
     except (KeyError, TypeError, ValueError):
-        raise ValueError(f"{path}: every point needs numeric 'alpha' and 'gamma'") from None
+        raise UserError(f"{path}: every point needs numeric 'alpha' and 'gamma'") from None
 
 
 def expand_grid(alphas: Sequence[float], gammas: Sequence[float], grid: Optional[str] = None) -> List[RunSpec]:
@@ -74,7 +76,7 @@ def expand_grid(alphas: Sequence[float], gammas: Sequence[float], grid: Optional
     if grid:
         return load_grid(grid)
     if not alphas or not gammas:
-        raise ValueError("give --alpha and --gamma lists (e.g. --alpha 0.25,0.75 --gamma 0,2) or --grid NAME")
+        raise UserError("give --alpha and --gamma lists (e.g. --alpha 0.25,0.75 --gamma 0,2) or --grid NAME")
     return [RunSpec(a, g) for a, g in itertools.product(alphas, gammas)]
 
 

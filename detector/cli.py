@@ -1,7 +1,9 @@
 """``detector <subcommand>``: each subcommand is a few lines over a library call.
 
-Errors a user can fix (bad config, bad file, bad data) end in a one-paragraph message and
-exit code 2; ``--debug`` shows the traceback instead.
+Errors a user can fix (:class:`~detector.errors.UserError`: bad config, data, option or
+checkpoint; and file errors) end in a one-paragraph message and exit code 2, as does running
+out of GPU memory (with the settings that fix it); ``--debug`` shows the traceback instead.
+Anything else is a bug: its traceback is printed and the exit code is 1.
 """
 import argparse
 import logging
@@ -9,13 +11,17 @@ import os
 import sys
 from typing import List, Optional
 
-from .config import ConfigError, load_config, to_yaml
-from .data.coco import DatasetError
+import torch
+
+from .config import load_config, to_yaml
+from .errors import UserError
+from .export import DEFAULT_OPSET, MIN_OPSET
 
 logger = logging.getLogger("detector")
 
-USER_ERRORS = (ConfigError, DatasetError, FileNotFoundError, KeyError, ValueError, RuntimeError, OSError,
-               FloatingPointError, ImportError)
+USER_ERRORS = (UserError, OSError)  # OSError: files missing, unreadable or unwritable
+OUT_OF_MEMORY = ("the GPU ran out of memory. Lower solver.ims_per_batch (and solver.base_lr with it), "
+                 "turn on train.amp=true, lower input.max_size, or set eval.ims_per_batch lower for evaluation")
 
 
 def _load(args):
@@ -35,11 +41,11 @@ def cmd_train(args) -> None:
     train(_load(args), resume=args.resume)
 
 
-def _model_with_weights(cfg, weights: str):
+def _model_with_weights(cfg, weights: str, device: Optional[str] = None):
     from .engine import load_model_weights, resolve_device
     from .modeling import build_model
 
-    device = resolve_device(cfg.train.device)
+    device = resolve_device(device or cfg.train.device)
     model = build_model(cfg)
     load_model_weights(model, weights)
     return model.to(device).eval(), device
@@ -57,14 +63,37 @@ def cmd_eval(args) -> None:
 
 
 def cmd_predict(args) -> None:
+    from .export import OnnxDetector, torch_detector
     from .predict import find_images, predict
 
     cfg = _load(args)
     paths = find_images(args.inputs)
-    model, device = _model_with_weights(cfg, args.weights)
-    names = _class_names(cfg)
-    predict(model, paths, names, args.output_dir, device, args.score_thresh)
-    print(f"wrote {len(paths)} drawn images and predictions.json to {args.output_dir}")
+    if args.weights.endswith(".onnx"):  # an exported graph, run by ONNX Runtime
+        detect, runner = OnnxDetector(args.weights), "ONNX Runtime"
+    else:
+        detect, runner = torch_detector(*_model_with_weights(cfg, args.weights)), "PyTorch"
+    predict(detect, paths, _class_names(cfg), args.output_dir, args.score_thresh)
+    print(f"wrote {len(paths)} drawn images and predictions.json to {args.output_dir} ({runner})")
+
+
+def cmd_export(args) -> None:
+    from .export import check_against_eager, export_onnx, sample_images
+
+    cfg = _load(args)
+    model, _ = _model_with_weights(cfg, args.weights, device="cpu")
+    export_onnx(model, args.output, args.opset)
+    print(f"wrote {args.output}: input 'image' [H, W, 3] uint8 RGB; outputs 'boxes' [D, 4] xyxy in input "
+          "pixels, 'scores' [D], 'labels' [D] (0..K-1)")
+    if args.no_check:
+        return
+    images, source = sample_images(cfg, args.check_images)
+    report = check_against_eager(model, args.output, images)
+    if report["problems"]:
+        raise RuntimeError("the exported graph does not give the eager model's detections:\n  "
+                           + "\n  ".join(report["problems"][:10]))
+    print(f"checked with ONNX Runtime on {report['images']} {source}: the same {report['detections']} "
+          f"detections as PyTorch (largest box difference {report['max_box_diff_px']:.2g} px, score "
+          f"{report['max_score_rel_diff']:.2g} relative)")
 
 
 def _class_names(cfg):
@@ -90,7 +119,7 @@ def cmd_check_data(args) -> None:
 
     ok = check_data(_load(args))
     if not ok:
-        raise ValueError("problems found in the data (listed above)")
+        raise UserError("problems found in the data (listed above)")
 
 
 def cmd_make_synthetic(args) -> None:
@@ -110,14 +139,14 @@ def cmd_ablate(args) -> None:
     specs = run_ablation(args.config, cfg.output_dir, specs, args.overrides, args.jobs, devices)
     failed = [s for s in specs if s.status == "failed"]
     if failed:
-        raise RuntimeError(f"{len(failed)} of {len(specs)} runs failed (marked in {cfg.output_dir}/ablation.md)")
+        raise UserError(f"{len(failed)} of {len(specs)} runs failed (marked in {cfg.output_dir}/ablation.md)")
 
 
 def cmd_analyze_loss(args) -> None:
     from .analysis import run_analysis
 
     if bool(args.config) != bool(args.weights):
-        raise ValueError("analyze-loss: --config and --weights go together (the trained-model part needs both)")
+        raise UserError("analyze-loss: --config and --weights go together (the trained-model part needs both)")
     cfg = load_config(args.config, args.overrides) if args.config else None
     key = run_analysis(args.output_dir, cfg, args.weights, args.max_images)
     w = key["worked_example"]
@@ -164,13 +193,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="detect objects in images; writes JSON and drawn images")
     p.add_argument("config")
-    p.add_argument("--weights", required=True, help="checkpoint (.pth)")
+    p.add_argument("--weights", required=True,
+                   help="checkpoint (.pth), or a graph from 'detector export' (.onnx, run by ONNX Runtime)")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
     p.add_argument("--output-dir", required=True)
     p.add_argument("--score-thresh", type=float, default=0.3, help="draw and keep detections above this")
     p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
                    help="config overrides")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="write the whole detector (preprocessing to NMS) as one ONNX graph")
+    _config_args(p, output_dir=False)
+    p.add_argument("--weights", required=True, help="checkpoint (.pth)")
+    p.add_argument("--output", required=True, help="the .onnx file to write")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (>= {MIN_OPSET})")
+    p.add_argument("--check-images", type=int, default=8,
+                   help="val images (or random ones without a val split) to compare with PyTorch")
+    p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime comparison")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("ablate", help="train + evaluate one run per (alpha, gamma) and tabulate them")
     _config_args(p)
@@ -233,7 +273,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     except USER_ERRORS as e:
         if args.debug:
             raise
-        message = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"error: {message}\n(run with --debug for the traceback)", file=sys.stderr)
+        print(f"error: {e}\n(run with --debug for the traceback)", file=sys.stderr)
+        return 2
+    except torch.cuda.OutOfMemoryError:
+        if args.debug:
+            raise
+        print(f"error: {OUT_OF_MEMORY}\n(run with --debug for the traceback)", file=sys.stderr)
         return 2
     return 0

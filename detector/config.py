@@ -18,10 +18,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
+from .errors import UserError
+
 OVERRIDE = "command-line override"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A configuration problem a user can fix; the message names the key and where it was set."""
 
 

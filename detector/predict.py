@@ -1,13 +1,15 @@
 """``detector predict``: detections for image files, as JSON and as drawn images."""
 import json
 import os
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torchvision.utils import draw_bounding_boxes
 from tqdm import tqdm
+
+from .errors import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -27,30 +29,35 @@ def find_images(inputs: Sequence[str]) -> List[str]:
     return paths
 
 
-def _read(path: str) -> np.ndarray:
+def read_image(path: str) -> np.ndarray:
+    """HWC uint8 RGB, upright: the EXIF orientation (phone photos) is applied."""
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
     except OSError as e:
-        raise ValueError(f"cannot read image {path}: {e}") from None
+        raise UserError(f"cannot read image {path}: {e}") from None
 
 
-@torch.no_grad()
-def predict(model, paths: Sequence[str], class_names: Sequence[str], output_dir: str, device: torch.device,
-            score_thresh: float = 0.3, progress: bool = True) -> List[Dict]:
-    """Write ``output_dir/predictions.json`` and a drawn copy of each image; return the records."""
+def predict(detect: Callable[[np.ndarray], Dict[str, np.ndarray]], paths: Sequence[str],
+            class_names: Sequence[str], output_dir: str, score_thresh: float = 0.3,
+            progress: bool = True) -> List[Dict]:
+    """Write ``output_dir/predictions.json`` and a drawn copy of each image; return the records.
+
+    ``detect`` maps a ``[H, W, 3]`` uint8 RGB image to ``{"boxes" [D, 4] xyxy px, "scores" [D],
+    "labels" [D]}`` numpy arrays: the eager model (``export.torch_detector``) or an exported
+    graph in ONNX Runtime (``export.OnnxDetector``), with the same outputs and drawings.
+    """
     os.makedirs(output_dir, exist_ok=True)
-    model.eval()
     records = []
     for path in tqdm(paths, desc="predicting", unit="img", disable=not progress):
-        array = _read(path)
-        image = torch.from_numpy(array.copy()).permute(2, 0, 1)
-        det = model([image.float().div(255).to(device)])[0]
+        array = read_image(path)
+        det = detect(array)
         keep = det["scores"] >= score_thresh
-        boxes, scores, labels = det["boxes"][keep].cpu(), det["scores"][keep].cpu(), det["labels"][keep].cpu()
+        boxes, scores, labels = (torch.as_tensor(det[k][keep]) for k in ("boxes", "scores", "labels"))
         names = [class_names[int(c)] for c in labels]
         records.append({"file_name": os.path.basename(path), "path": path, "boxes": boxes.tolist(),
                         "scores": scores.tolist(), "labels": labels.tolist(), "category_names": names})
+        image = torch.from_numpy(array.copy()).permute(2, 0, 1)
         # small images are drawn enlarged, so that the captions stay readable
         scale = max(1, int(np.ceil(400 / min(image.shape[1:]))))
         drawn = torch.nn.functional.interpolate(image[None], scale_factor=scale, mode="nearest")[0]

@@ -10,6 +10,8 @@ import logging
 from importlib import metadata
 from typing import Callable, Dict, Iterable
 
+from .errors import UserError
+
 logger = logging.getLogger(__name__)
 
 KINDS = ("cls_loss", "box_loss", "backbone")
@@ -26,7 +28,7 @@ class Registry:
 
         def add(obj: Callable) -> Callable:
             if name in table and table[name] is not obj:
-                raise ValueError(f"{kind} '{name}' is registered twice ({table[name]} and {obj})")
+                raise UserError(f"{kind} '{name}' is registered twice ({table[name]} and {obj})")
             table[name] = obj
             return obj
 
@@ -37,7 +39,7 @@ class Registry:
         table = self._table(kind)
         if name not in table:
             valid = ", ".join(sorted(table)) or "(none)"
-            raise KeyError(f"unknown {kind} '{name}'; valid names: {valid}")
+            raise UserError(f"unknown {kind} '{name}'; valid names: {valid}")
         return table[name]
 
     def names(self, kind: str) -> list:
@@ -46,7 +48,7 @@ class Registry:
 
     def _table(self, kind: str) -> Dict[str, Callable]:
         if kind not in self._entries:
-            raise KeyError(f"unknown registry kind '{kind}'; valid kinds: {', '.join(KINDS)}")
+            raise UserError(f"unknown registry kind '{kind}'; valid kinds: {', '.join(KINDS)}")
         return self._entries[kind]
 
 
@@ -65,7 +67,7 @@ def load_plugins(modules: Iterable[str] = ()) -> None:
         try:
             importlib.import_module(name)
         except ImportError as e:
-            raise ImportError(f"plugin module '{name}' from the config 'plugins' list: {e}") from e
+            raise UserError(f"plugin module '{name}' from the config 'plugins' list: {e}") from e
     for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
         logger.debug("loading plugin %s", entry_point.value)
         entry_point.load()

@@ -4,6 +4,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
+from .errors import UserError
+
 
 def safe_torch_load(path: str) -> Any:
     """``torch.load(path, weights_only=True)`` with errors a user can act on.
@@ -16,7 +18,7 @@ def safe_torch_load(path: str) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError or EOFError here
-        raise ValueError(
+        raise UserError(
             f"{path} is not a readable checkpoint: it is damaged, or holds objects other than "
             f"tensors, which are refused for safety ({type(e).__name__}: {str(e).splitlines()[0]})"
         ) from None

@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from detector.cli import main
@@ -110,3 +111,35 @@ def test_class_names_follow_the_label_convention(tiny_config, tiny_dataset):
     assert _class_names(load_config(tiny_config)) == names
     slots = _class_names(load_config(tiny_config, ["data.category_ids_as_labels=true", "model.num_classes=5"]))
     assert slots == ["class_0"] + names  # label = category id; slot 0 has no category
+
+
+def test_a_bug_keeps_its_traceback_and_exits_1(tiny_config, monkeypatch):
+    import detector.cli as cli
+
+    def buggy(args):
+        return {}["missing"]  # a KeyError that is nobody's data problem
+
+    monkeypatch.setattr(cli, "cmd_config", buggy)
+    with pytest.raises(KeyError):
+        main(["config", tiny_config])
+    code = ("import sys, detector.cli as c\n"
+            "c.cmd_config = lambda args: {}['missing']\n"
+            f"sys.exit(c.main(['config', {tiny_config!r}]))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "Traceback" in proc.stderr and "KeyError: 'missing'" in proc.stderr
+
+
+def test_out_of_gpu_memory_says_what_to_change(tiny_config, monkeypatch, capsys):
+    import torch
+
+    import detector.cli as cli
+
+    def oom(args):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(cli, "cmd_config", oom)
+    assert main(["config", tiny_config]) == 2
+    err = capsys.readouterr().err
+    assert "ran out of memory" in err and "solver.ims_per_batch" in err and "train.amp=true" in err
+    assert "Traceback" not in err

@@ -7,6 +7,7 @@ import textwrap
 
 import pytest
 
+from detector.errors import UserError
 from detector.registry import REGISTRY
 
 PLUGIN = textwrap.dedent('''
@@ -54,7 +55,7 @@ def _env(path):
 
 
 def test_unknown_loss_lists_the_valid_names():
-    with pytest.raises(KeyError, match="unknown cls_loss 'nope'; valid names: .*sigmoid_focal.*softmax_focal"):
+    with pytest.raises(UserError, match="unknown cls_loss 'nope'; valid names: .*sigmoid_focal.*softmax_focal"):
         REGISTRY.get("cls_loss", "nope")
 
 

@@ -7,6 +7,7 @@ import torch
 from tqdm import tqdm
 
 from ..data import build_eval_loader
+from ..errors import UserError
 from ..losses import sigmoid_focal_loss
 
 GAMMAS = (0.0, 0.5, 1.0, 2.0)
@@ -18,7 +19,7 @@ def anchor_losses(model, cfg, dataset, device, gammas: Sequence[float] = GAMMAS,
     """Per-anchor loss (summed over classes, no alpha) of the model's predictions, for each
     gamma, split into positive and negative anchors by the model's own matcher."""
     if model.cls_loss.background_logit:
-        raise ValueError("the loss distribution is defined for sigmoid heads (loss.cls.name: sigmoid_focal)")
+        raise UserError("the loss distribution is defined for sigmoid heads (loss.cls.name: sigmoid_focal)")
     model.eval()
     indices = list(range(min(max_images, len(dataset))))
     losses = {"positive": {g: [] for g in gammas}, "negative": {g: [] for g in gammas}}

@@ -12,6 +12,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from pycocotools.coco import COCO
 
+from ..errors import UserError
+
 logger = logging.getLogger(__name__)
 
 MIN_BOX_SIDE = 1.0  # boxes with w or h <= 1 px after clipping are dropped (and counted)
@@ -19,7 +21,7 @@ MIN_BOX_SIDE = 1.0  # boxes with w or h <= 1 px after clipping are dropped (and 
 AREA_RANGES = {"small": (0, 32 ** 2), "medium": (32 ** 2, 96 ** 2), "large": (96 ** 2, float("inf"))}
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """Bad input data; the message names the file and the offending id or key."""
 
 

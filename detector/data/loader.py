@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from ..errors import UserError
 from .coco import CocoDetection, DatasetError
 from .transforms import build_transforms
 
@@ -70,7 +71,7 @@ def _seed_worker(worker_id: int) -> None:
 def build_dataset(cfg, split: str, training: bool) -> CocoDetection:
     s = getattr(cfg.data, split)
     if not s.ann_file:
-        raise ValueError(f"data.{split}.ann_file is not set; point it at a COCO-format json")
+        raise UserError(f"data.{split}.ann_file is not set; point it at a COCO-format json")
     transforms = build_transforms(s.transforms, seed=cfg.train.seed) if training else None
     dataset = CocoDetection(s.ann_file, s.img_dir, transforms=transforms, filter_empty=s.filter_empty,
                             category_ids_as_labels=cfg.data.category_ids_as_labels)

@@ -11,6 +11,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import albumentations as A
 import numpy as np
 
+from ..errors import UserError
+
 
 class BoxTransform:
     """``(image HWC uint8, boxes [G, 4] xyxy px, labels [G]) -> the same, transformed``."""
@@ -39,7 +41,7 @@ def _build_one(spec: Dict[str, Any], index: int):
     spec = dict(spec)
     name = spec.pop("name", None)
     if not isinstance(name, str) or not hasattr(A, name):
-        raise ValueError(f"transform {index}: '{name}' is not an albumentations transform "
+        raise UserError(f"transform {index}: '{name}' is not an albumentations transform "
                          "(e.g. HorizontalFlip, SmallestMaxSize, RandomSizedBBoxSafeCrop)")
     try:
         with warnings.catch_warnings():
@@ -47,7 +49,7 @@ def _build_one(spec: Dict[str, Any], index: int):
             warnings.filterwarnings("error", message=".*are not valid for transform")
             return getattr(A, name)(**spec)
     except (TypeError, ValueError, UserWarning) as e:
-        raise ValueError(f"transform {index} ({name}): bad arguments {spec}: {e}") from None
+        raise UserError(f"transform {index} ({name}): bad arguments {spec}: {e}") from None
 
 
 def build_transforms(specs: List[Dict[str, Any]], seed: Optional[int] = None) -> Optional[BoxTransform]:

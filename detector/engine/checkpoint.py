@@ -7,6 +7,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 import torch
 
+from ..errors import UserError
 from ..modeling.convert import convert_torchvision_retinanet
 from ..serialization import safe_torch_load, state_dict_mismatch
 
@@ -25,7 +26,7 @@ def load_state_dict(path: str) -> Dict[str, torch.Tensor]:
     if isinstance(data, dict) and isinstance(data.get("model"), dict):
         data = data["model"]
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise ValueError(f"{path} holds no model state dict")
+        raise UserError(f"{path} holds no model state dict")
     return data
 
 
@@ -41,7 +42,7 @@ def load_model_weights(model: torch.nn.Module, path: str) -> None:
             hint = (f" The classification layer has {state['head.cls_score.weight'].shape[0]} outputs in the "
                     f"checkpoint and {own['head.cls_score.weight'].shape[0]} in the model: check "
                     "model.num_classes and loss.cls.name.")
-        raise ValueError(
+        raise UserError(
             f"{path} does not fit the model of this config: {len(missing)} tensors missing, "
             f"{len(unexpected)} unexpected, {len(wrong)} of another shape "
             f"(first: {(wrong + missing + unexpected)[0]}).{hint}"
@@ -121,7 +122,7 @@ def last_checkpoint(output_dir: str) -> Optional[str]:
 def load_training_state(path: str) -> Dict[str, Any]:
     data = safe_torch_load(path)
     if not isinstance(data, dict) or "model" not in data or "iteration" not in data:
-        raise ValueError(f"{path} is not a training checkpoint (no model or iteration)")
+        raise UserError(f"{path} is not a training checkpoint (no model or iteration)")
     return data
 
 
@@ -129,7 +130,7 @@ def convert_checkpoint(source: str, input_path: str, output_path: str) -> int:
     """Convert ``input_path`` from ``source``'s layout and save ``{"model": state}``;
     returns the number of tensors written."""
     if source != "torchvision":
-        raise ValueError(f"unknown source '{source}'; valid: torchvision")
+        raise UserError(f"unknown source '{source}'; valid: torchvision")
     state = convert_torchvision_retinanet(load_state_dict(input_path))
     os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
     torch.save({"model": state}, output_path)

@@ -5,6 +5,8 @@ from typing import List
 import torch
 from torch import nn
 
+from ..errors import UserError
+
 
 def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
     """SGD with momentum (the paper) or AdamW. Weight decay skips biases and normalisation
@@ -19,7 +21,7 @@ def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
         return torch.optim.SGD(groups, lr=s.base_lr, momentum=s.momentum)
     if s.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=s.base_lr)
-    raise ValueError(f"solver.optimizer must be sgd or adamw, got '{s.optimizer}'")
+    raise UserError(f"solver.optimizer must be sgd or adamw, got '{s.optimizer}'")
 
 
 def lr_factor(iteration: int, max_iter: int, schedule: str = "step", steps: List[int] = (),
@@ -35,7 +37,7 @@ def lr_factor(iteration: int, max_iter: int, schedule: str = "step", steps: List
     elif schedule == "cosine":
         factor = 0.5 * (1.0 + math.cos(math.pi * min(iteration, max_iter) / max_iter))
     else:
-        raise ValueError(f"solver.lr_schedule must be step or cosine, got '{schedule}'")
+        raise UserError(f"solver.lr_schedule must be step or cosine, got '{schedule}'")
     if iteration < warmup_iters:
         alpha = iteration / warmup_iters
         factor *= warmup_factor * (1 - alpha) + alpha

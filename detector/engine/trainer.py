@@ -19,6 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from .. import evaluation  # the module, not its names: the evaluator imports engine.distributed
 from ..config import to_dict, to_yaml
 from ..data import DatasetError, build_dataset, build_train_loader
+from ..errors import UserError
 from ..modeling import build_model
 from ..visualization import plot_losses
 from . import distributed as comm
@@ -33,7 +34,7 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"train.device={name} but CUDA is not available here; use train.device=cpu")
+        raise UserError(f"train.device={name} but CUDA is not available here; use train.device=cpu")
     return device
 
 
@@ -58,9 +59,9 @@ def resolve_amp_dtype(name: str, device: torch.device) -> torch.dtype:
             return torch.float16
         return torch.bfloat16
     if name not in ("bfloat16", "float16"):
-        raise ValueError(f"train.amp_dtype must be auto, bfloat16 or float16, got '{name}'")
+        raise UserError(f"train.amp_dtype must be auto, bfloat16 or float16, got '{name}'")
     if name == "float16" and device.type != "cuda":
-        raise ValueError("train.amp_dtype=float16 needs CUDA; on the CPU use bfloat16 (or auto)")
+        raise UserError("train.amp_dtype=float16 needs CUDA; on the CPU use bfloat16 (or auto)")
     return getattr(torch, name)
 
 
@@ -110,8 +111,8 @@ class MetricsWriter:
             self.tensorboard.close()
 
 
-class NonFiniteLossError(FloatingPointError):
-    pass
+class NonFiniteLossError(UserError):
+    """The loss became NaN or infinite; the message says what to change."""
 
 
 class TrainingInterrupted(Exception):
@@ -179,15 +180,15 @@ class Trainer:
         self.main = self.rank == 0
         self.progress = progress and self.main
         if cfg.solver.ims_per_batch % self.world_size:
-            raise ValueError(f"solver.ims_per_batch={cfg.solver.ims_per_batch} is not divisible by the "
-                             f"{self.world_size} processes")
+            raise UserError(f"solver.ims_per_batch={cfg.solver.ims_per_batch} is not divisible by the "
+                            f"{self.world_size} processes")
         seed_everything(cfg.train.seed + self.rank)
         self.train_set = build_dataset(cfg, "train", training=True)
         self.val_set = build_dataset(cfg, "val", training=False) if cfg.data.val.ann_file else None
         model = build_model(cfg)
         if cfg.train.sync_bn and self.world_size > 1:
             if self.device.type != "cuda":
-                raise ValueError("train.sync_bn needs CUDA (NCCL); gloo on CPUs has no SyncBatchNorm")
+                raise UserError("train.sync_bn needs CUDA (NCCL); gloo on CPUs has no SyncBatchNorm")
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model.to(self.device)
         self.optimizer = build_optimizer(cfg, self.model)

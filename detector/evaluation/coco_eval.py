@@ -13,6 +13,8 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from ..errors import UserError
+
 logger = logging.getLogger(__name__)
 logging.getLogger("faster_coco_eval").setLevel(logging.WARNING)  # it logs every COCOeval line at INFO
 
@@ -30,12 +32,12 @@ def _faster_coco_eval_available() -> bool:
 
 def resolve_backend(backend: str) -> str:
     if backend not in BACKENDS:
-        raise ValueError(f"eval.backend must be one of {', '.join(BACKENDS)}, got '{backend}'")
+        raise UserError(f"eval.backend must be one of {', '.join(BACKENDS)}, got '{backend}'")
     if backend == "auto":
         return "faster_coco_eval" if _faster_coco_eval_available() else "pycocotools"
     if backend == "faster_coco_eval" and not _faster_coco_eval_available():
-        raise ValueError("eval.backend=faster_coco_eval but faster-coco-eval is not installed: "
-                         "pip install faster-coco-eval (or the project's 'fast' extra)")
+        raise UserError("eval.backend=faster_coco_eval but faster-coco-eval is not installed: "
+                        "pip install faster-coco-eval (or the project's 'fast' extra)")
     return backend
 
 

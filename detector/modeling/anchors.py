@@ -5,6 +5,8 @@ from typing import List, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
+from ..errors import UserError
+
 STRIDE_MODES = ("nominal", "input_over_feature")
 
 
@@ -43,15 +45,15 @@ class AnchorGenerator(nn.Module):
     ) -> None:
         super().__init__()
         if len(sizes) != len(strides):
-            raise ValueError(f"model.anchors: {len(sizes)} size lists for {len(strides)} pyramid levels")
+            raise UserError(f"model.anchors: {len(sizes)} size lists for {len(strides)} pyramid levels")
         if stride_mode not in STRIDE_MODES:
-            raise ValueError(f"model.anchors.stride_mode must be one of {STRIDE_MODES}, got '{stride_mode}'")
+            raise UserError(f"model.anchors.stride_mode must be one of {STRIDE_MODES}, got '{stride_mode}'")
         self.strides = list(strides)
         self.stride_mode = stride_mode
         self.cell_anchors = [cell_anchors(s, aspect_ratios, round_to_int) for s in sizes]
         self.num_anchors = self.cell_anchors[0].shape[0]
         if any(c.shape[0] != self.num_anchors for c in self.cell_anchors):
-            raise ValueError("model.anchors: every level needs the same number of anchors per cell")
+            raise UserError("model.anchors: every level needs the same number of anchors per cell")
         self.cache_size = cache_size
         self._cache: "OrderedDict[tuple, Tensor]" = OrderedDict()
 

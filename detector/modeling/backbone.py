@@ -9,6 +9,7 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.ops import FrozenBatchNorm2d
 
+from ..errors import UserError
 from ..registry import REGISTRY
 from ..serialization import safe_torch_load, state_dict_mismatch
 from .head import group_norm
@@ -25,7 +26,7 @@ def _norm_layer(norm: str, eps: float):
         return lambda channels: nn.BatchNorm2d(channels, eps=eps)
     if norm == "gn":
         return lambda channels: group_norm(channels, eps)
-    raise ValueError(f"model.backbone.norm must be one of {', '.join(NORMS)}, got '{norm}'")
+    raise UserError(f"model.backbone.norm must be one of {', '.join(NORMS)}, got '{norm}'")
 
 
 class ResNetBackbone(nn.Module):
@@ -40,7 +41,7 @@ class ResNetBackbone(nn.Module):
         super().__init__()
         arch = f"resnet{depth}"
         if not hasattr(torchvision.models, arch):
-            raise ValueError(f"no torchvision ResNet of depth {depth}")
+            raise UserError(f"no torchvision ResNet of depth {depth}")
         resnet = getattr(torchvision.models, arch)(weights=None, norm_layer=_norm_layer(norm, norm_eps))
         self.arch = arch
         self.conv1, self.bn1, self.maxpool = resnet.conv1, resnet.bn1, resnet.maxpool
@@ -57,7 +58,7 @@ class ResNetBackbone(nn.Module):
         frozen stage would still drift with every batch.
         """
         if not 0 <= freeze_at <= 5:
-            raise ValueError(f"model.backbone.freeze_at must be in 0..5, got {freeze_at}")
+            raise UserError(f"model.backbone.freeze_at must be in 0..5, got {freeze_at}")
         if freeze_at >= 1:
             for p in [*self.conv1.parameters(), *self.bn1.parameters()]:
                 p.requires_grad_(False)
@@ -140,7 +141,7 @@ def load_backbone_weights(backbone: ResNetBackbone, weights: str) -> None:
     # BatchNorm counters may be absent (FrozenBatchNorm) or extra (plain BatchNorm): not weights
     missing, unexpected, wrong = state_dict_mismatch(backbone.state_dict(), state, "num_batches_tracked")
     if missing or unexpected or wrong:
-        raise ValueError(
+        raise UserError(
             f"model.backbone.weights: {source} does not fit {backbone.arch}: "
             f"{len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} of another shape "
             f"(first: {(missing + unexpected + wrong)[0]})"
@@ -157,14 +158,14 @@ def _torchvision_state_dict(arch: str, name: str) -> dict:
             spec = torchvision.models.get_model_weights(arch)[name]
     except (KeyError, ValueError):
         valid = [w.name for w in torchvision.models.get_model_weights(arch)]
-        raise ValueError(
+        raise UserError(
             f"model.backbone.weights: '{name}' is neither a file nor a torchvision weights name "
             f"for {arch} (valid: {', '.join(valid)})"
         ) from None
     try:
         return spec.get_state_dict(progress=True, check_hash=True)
     except (urllib.error.URLError, OSError, RuntimeError) as e:
-        raise RuntimeError(
+        raise UserError(
             f"could not download the torchvision weights {spec} ({e}). This machine may be "
             f"offline: download {spec.url} on a machine with internet access and pass the file, "
             f"e.g. model.backbone.weights=/path/to/{os.path.basename(spec.url)}"

@@ -10,6 +10,8 @@ from typing import Dict
 import torch
 from torch import Tensor
 
+from ..errors import UserError
+
 _RULES = [
     (r"^backbone\.body\.(.*)$", r"backbone.\1"),
     (r"^backbone\.fpn\.inner_blocks\.(\d+)\.0\.(weight|bias)$", r"fpn.lateral_convs.\1.\2"),
@@ -40,6 +42,6 @@ def convert_torchvision_retinanet(state: Dict[str, Tensor]) -> Dict[str, Tensor]
                 converted[new_key] = value
                 break
         else:
-            raise KeyError(f"torchvision RetinaNet key '{key}' has no counterpart in this package")
+            raise UserError(f"torchvision RetinaNet key '{key}' has no counterpart in this package")
     converted["fg_normalizer"] = torch.tensor(100.0)  # our loss-normaliser EMA, at its start value
     return converted

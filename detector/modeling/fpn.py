@@ -4,6 +4,8 @@ from typing import List
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import UserError
+
 P6_SOURCES = ("c5", "p5")
 
 
@@ -15,7 +17,7 @@ class FPN(nn.Module):
     def __init__(self, in_channels: List[int], out_channels: int = 256, p6_from: str = "c5") -> None:
         super().__init__()
         if p6_from not in P6_SOURCES:
-            raise ValueError(f"model.fpn.p6_from must be one of {P6_SOURCES}, got '{p6_from}'")
+            raise UserError(f"model.fpn.p6_from must be one of {P6_SOURCES}, got '{p6_from}'")
         self.p6_from = p6_from
         self.lateral_convs = nn.ModuleList(nn.Conv2d(c, out_channels, 1) for c in in_channels)
         self.output_convs = nn.ModuleList(

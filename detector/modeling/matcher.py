@@ -2,6 +2,8 @@
 import torch
 from torch import Tensor
 
+from ..errors import UserError
+
 BACKGROUND = -1
 IGNORE = -2
 
@@ -18,7 +20,7 @@ class Matcher:
     def __init__(self, fg_iou_thresh: float = 0.5, bg_iou_thresh: float = 0.4,
                  allow_low_quality_matches: bool = True) -> None:
         if bg_iou_thresh > fg_iou_thresh:
-            raise ValueError(f"matcher: bg_iou_thresh {bg_iou_thresh} > fg_iou_thresh {fg_iou_thresh}")
+            raise UserError(f"matcher: bg_iou_thresh {bg_iou_thresh} > fg_iou_thresh {fg_iou_thresh}")
         self.fg_iou_thresh = fg_iou_thresh
         self.bg_iou_thresh = bg_iou_thresh
         self.allow_low_quality_matches = allow_low_quality_matches

@@ -6,6 +6,7 @@ import pytest
 from detector.config import load_config
 from detector.engine import train
 from detector.engine.checkpoint import last_checkpoint, load_training_state
+from detector.engine.trainer import NonFiniteLossError
 
 
 def _metrics(output_dir):
@@ -51,5 +52,5 @@ def test_num_classes_mismatch_is_named(tiny_config, tmp_path):
 def test_non_finite_loss_stops_with_the_terms(tiny_config, tmp_path):
     cfg = load_config(tiny_config, [f"output_dir={tmp_path}", "solver.base_lr=1e30", "solver.optimizer=sgd",
                                     "solver.warmup_iters=0", "train.max_iter=6", "train.log_period=1"])
-    with pytest.raises(FloatingPointError, match="loss is not finite.*loss_cls=.*solver.base_lr"):
+    with pytest.raises(NonFiniteLossError, match="loss is not finite.*loss_cls=.*solver.base_lr"):
         train(cfg, progress=False)

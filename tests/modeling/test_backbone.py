@@ -5,6 +5,7 @@ import torch
 import torchvision
 from torchvision.ops import FrozenBatchNorm2d
 
+from detector.errors import UserError
 from detector.modeling.backbone import ResNetBackbone, load_backbone_weights
 
 
@@ -58,5 +59,5 @@ def test_weights_errors(tmp_path, monkeypatch):
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
-    with pytest.raises(RuntimeError, match="offline.*model.backbone.weights=/path/to/resnet18"):
+    with pytest.raises(UserError, match="offline.*model.backbone.weights=/path/to/resnet18"):
         load_backbone_weights(backbone, "IMAGENET1K_V1")
