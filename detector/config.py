@@ -116,8 +116,10 @@ class InputConfig:
     size_divisible: int = 32
     # False: training images keep the size the train transforms give them (multi-scale
     # augmentation lives there); True: the model resizes them to min_size/max_size as at
-    # test time (torchvision's behaviour).
-    resize_in_training: bool = False
+    # test time (torchvision's behaviour). null (auto): True when the train transforms do
+    # not rescale (see data.transforms.RESCALING_TRANSFORMS), so that a model never trains
+    # at the images' native sizes while it is tested at min_size.
+    resize_in_training: Optional[bool] = None
 
 
 def _default_train_transforms() -> List[Dict[str, Any]]:

@@ -74,13 +74,16 @@ def test_boxes_with_negative_size_or_outside_are_skipped_and_counted(tiny_config
     assert "skipped 2 degenerate boxes" in log
 
 
+@pytest.mark.parametrize("workers", [0, 2])
 @pytest.mark.parametrize("damage,expected", [
     ("missing", "image file not found"),
     ("truncated", "cannot read image"),
     ("text", "cannot read image"),
 ])
 def test_bad_image_files_name_the_file_and_keep_progress(tiny_config, data_copy, tmp_path, capsys, damage,
-                                                         expected):
+                                                         expected, workers):
+    # with workers, the message must not come behind the worker's "Original Traceback" (_run
+    # checks that no traceback is printed)
     path = data_copy / "train" / "000003.png"
     if damage == "missing":
         path.unlink()
@@ -89,8 +92,18 @@ def test_bad_image_files_name_the_file_and_keep_progress(tiny_config, data_copy,
     else:
         path.write_text("not an image")
     err = _run(capsys, _train_args(tiny_config, data_copy, tmp_path, "train.max_iter=10",
-                                   "data.train.transforms=[]"), expected)
+                                   "data.train.transforms=[]", f"data.num_workers={workers}"), expected)
     assert "000003.png" in err and "image id 3" in err
+    if damage == "missing":  # found by the check before the first step
+        assert "check data.train.img_dir" in err
+        assert not (tmp_path / "out" / "metrics.jsonl").exists()
+
+
+def test_a_bad_image_during_evaluation_with_workers(tiny_config, data_copy, tmp_path, capsys):
+    (data_copy / "val" / "000002.png").write_text("not an image")
+    err = _run(capsys, _train_args(tiny_config, data_copy, tmp_path, "train.max_iter=1", "data.num_workers=2"),
+               "cannot read image")
+    assert "000002.png" in err and "Original Traceback" not in err
 
 
 @pytest.mark.parametrize("mode", ["I;16", "CMYK"])

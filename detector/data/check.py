@@ -4,6 +4,7 @@ import logging
 
 from .coco import DatasetError
 from .loader import build_dataset
+from .transforms import training_scale_note
 
 logger = logging.getLogger(__name__)
 
@@ -11,6 +12,7 @@ logger = logging.getLogger(__name__)
 def check_data(cfg, progress: bool = True) -> bool:
     """Print statistics and problems for the configured splits; True when none has problems."""
     ok = True
+    print(f"[scale] {training_scale_note(cfg)}")
     for split in ("train", "val"):
         if not getattr(cfg.data, split).ann_file:
             print(f"[{split}] not configured (data.{split}.ann_file is empty)")

@@ -230,6 +230,17 @@ class CocoDetection(torch.utils.data.Dataset):
             "crowd_boxes_skipped": self.num_crowd,
         }
 
+    def check_files_exist(self, split: str) -> None:
+        """Raise :class:`DatasetError` if image files are missing: one stat per image, no
+        decode, so that a wrong ``img_dir`` is found before training starts, not mid-run."""
+        missing = [i for i in range(len(self)) if not os.path.isfile(self.image_path(i))]
+        if missing:
+            first = missing[0]
+            more = f" and {len(missing) - 1} more of {len(self)}" if len(missing) > 1 else ""
+            raise DatasetError(
+                f"image file not found: {self.image_path(first)} (image id {self.ids[first]} in "
+                f"{self.ann_file}){more}; check data.{split}.img_dir (detector check-data lists every problem)")
+
     def check_images(self, progress: bool = True) -> List[str]:
         """Open every image; return one message per missing or unreadable file."""
         from tqdm import tqdm

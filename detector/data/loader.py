@@ -1,7 +1,13 @@
-"""Data loaders: an infinite, seeded, resumable training stream and a plain eval loader."""
+"""Data loaders: an infinite, seeded, resumable training stream and a plain eval loader.
+
+Both leave stop signals to the main process (its trainer finishes the step and writes a
+checkpoint) and hand data errors to it as the :class:`DatasetError` that was raised, without
+the worker's traceback in front of it.
+"""
 import itertools
 import random
-from typing import Iterator, List, Optional, Tuple
+import signal
+from typing import Iterator, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import torch
@@ -12,11 +18,51 @@ from .coco import CocoDetection, DatasetError
 from .transforms import build_transforms
 
 
+class DataFailure(NamedTuple):
+    """A :class:`DatasetError` met while loading a sample, passed on as data: an exception
+    raised in a worker would reach the main process wrapped in the worker's traceback."""
+
+    message: str
+
+
+class _ReportDataErrors(torch.utils.data.Dataset):
+    """``dataset[i]``, or a :class:`DataFailure` where that raises :class:`DatasetError`."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item):
+        try:
+            return self.dataset[item]
+        except DatasetError as e:
+            return DataFailure(str(e))
+
+
 def collate(batch):
     """A list of ``(image, target)`` -> ``(list of images, list of targets)``: images keep
-    their sizes; the model pads them."""
+    their sizes; the model pads them. A batch with a :class:`DataFailure` is that failure."""
+    failure = next((item for item in batch if isinstance(item, DataFailure)), None)
+    if failure is not None:
+        return failure
     images, targets = zip(*batch)
     return list(images), list(targets)
+
+
+class DetectionLoader(DataLoader):
+    """A DataLoader over :class:`_ReportDataErrors` that raises each :class:`DataFailure`
+    as the :class:`DatasetError` it was, in the main process."""
+
+    def __init__(self, dataset, **kwargs) -> None:
+        super().__init__(_ReportDataErrors(dataset), collate_fn=collate, worker_init_fn=_init_worker, **kwargs)
+
+    def __iter__(self):
+        for batch in super().__iter__():
+            if isinstance(batch, DataFailure):
+                raise DatasetError(batch.message)
+            yield batch
 
 
 class TrainingBatchSampler(Sampler):
@@ -60,9 +106,16 @@ class TrainingBatchSampler(Sampler):
         return itertools.islice(self._batches(), start, None, self.world_size)
 
 
-def _seed_worker(worker_id: int) -> None:
-    """NumPy and Python seeds per worker, for user code that draws from them; the
+def _init_worker(worker_id: int) -> None:
+    """Leave SIGINT and SIGTERM to the main process: Ctrl-C, ``kill -- -PGID`` and Slurm's
+    preemption reach the whole process group, and a worker that died first would take the
+    run down before the main process could write its checkpoint. (Workers still exit when
+    the main process shuts them down or dies.)
+
+    Also NumPy and Python seeds per worker, for user code that draws from them; the
     augmentations themselves are seeded per sample by the batch sampler."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     seed = torch.initial_seed() % 2 ** 32
     np.random.seed(seed)
     random.seed(seed)
@@ -88,12 +141,11 @@ def build_train_loader(cfg, dataset: CocoDetection, batch_size: int, start_iter:
     sampler = TrainingBatchSampler(dataset, batch_size, cfg.train.seed, cfg.data.aspect_ratio_grouping,
                                    start_iter, rank, world_size)
     generator = torch.Generator().manual_seed(cfg.train.seed + rank)
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.data.num_workers, collate_fn=collate,
-                      worker_init_fn=_seed_worker, generator=generator,
-                      persistent_workers=cfg.data.num_workers > 0)
+    return DetectionLoader(dataset, batch_sampler=sampler, num_workers=cfg.data.num_workers, generator=generator,
+                           persistent_workers=cfg.data.num_workers > 0)
 
 
 def build_eval_loader(cfg, dataset: CocoDetection, indices: Optional[List[int]] = None) -> DataLoader:
     subset = dataset if indices is None else torch.utils.data.Subset(dataset, indices)
-    return DataLoader(subset, batch_size=cfg.eval.ims_per_batch, shuffle=False,
-                      num_workers=cfg.data.num_workers, collate_fn=collate)
+    return DetectionLoader(subset, batch_size=cfg.eval.ims_per_batch, shuffle=False,
+                           num_workers=cfg.data.num_workers)

@@ -19,6 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from .. import evaluation  # the module, not its names: the evaluator imports engine.distributed
 from ..config import to_dict, to_yaml
 from ..data import DatasetError, build_dataset, build_train_loader
+from ..data.transforms import training_scale_note
 from ..errors import UserError
 from ..modeling import build_model
 from ..visualization import plot_losses
@@ -183,8 +184,13 @@ class Trainer:
             raise UserError(f"solver.ims_per_batch={cfg.solver.ims_per_batch} is not divisible by the "
                             f"{self.world_size} processes")
         seed_everything(cfg.train.seed + self.rank)
+        scale_note = training_scale_note(cfg)
+        (logger.warning if scale_note.startswith("WARNING") else logger.info)(scale_note)
         self.train_set = build_dataset(cfg, "train", training=True)
         self.val_set = build_dataset(cfg, "val", training=False) if cfg.data.val.ann_file else None
+        self.train_set.check_files_exist("train")
+        if self.val_set is not None:
+            self.val_set.check_files_exist("val")
         model = build_model(cfg)
         if cfg.train.sync_bn and self.world_size > 1:
             if self.device.type != "cuda":

@@ -1,5 +1,6 @@
 """The RetinaNet model; :func:`build_model` is the one place that reads ``cfg.model``."""
 from ..errors import UserError
+from ..data.transforms import resize_in_training
 from ..losses import build_box_loss, build_cls_loss
 from ..registry import REGISTRY, load_plugins
 from . import backbone as _backbone  # noqa: F401  (registers the ResNets)
@@ -43,7 +44,7 @@ def build_model(cfg) -> RetinaNet:
         head=head,
         anchor_generator=anchor_generator,
         preprocessor=Preprocessor(m.pixel_mean, m.pixel_std, cfg.input.min_size, cfg.input.max_size,
-                                  cfg.input.size_divisible, cfg.input.resize_in_training),
+                                  cfg.input.size_divisible, resize_in_training(cfg)),
         cls_loss=cls_loss,
         box_loss=build_box_loss(cfg),
         num_classes=m.num_classes,

@@ -64,3 +64,40 @@ def test_collate_keeps_sizes():
     images, targets = collate(batch)
     assert [im.shape for im in images] == [(3, 10, 20), (3, 30, 5)]
     assert len(targets) == 2 and targets[1]["boxes"].shape == (0, 4)
+
+
+def test_training_resizes_like_testing_when_the_transforms_do_not_rescale(tiny_config):
+    import torch
+
+    from detector.config import load_config
+    from detector.data.transforms import resize_in_training, training_scale_note
+    from detector.modeling import build_model
+
+    flip_only = load_config(tiny_config)  # transforms: HorizontalFlip only; input 64 px
+    assert resize_in_training(flip_only) and "auto" in training_scale_note(flip_only)
+    model = build_model(flip_only).train()
+    photos = [torch.rand(3, 300, 200), torch.rand(3, 150, 400)]  # native sizes far from 64
+    targets = [{"boxes": torch.tensor([[10.0, 20.0, 100.0, 200.0]]), "labels": torch.tensor([0])}] * 2
+    batch, sizes, scaled = model.preprocessor(photos, targets)
+    assert max(max(s) for s in sizes) == 64 and batch.shape[-2:] == (64, 64)
+    (h, w) = sizes[0]
+    expected = targets[0]["boxes"] * torch.tensor([w / 200, h / 300, w / 200, h / 300])
+    torch.testing.assert_close(scaled[0]["boxes"], expected)  # the boxes move with the pixels
+
+    rescaling = load_config(tiny_config, ["data.train.transforms=[{name: SmallestMaxSize, max_size: 64}]"])
+    assert not resize_in_training(rescaling) and "rescaled by the train transforms" in training_scale_note(rescaling)
+    native = load_config(tiny_config, ["input.resize_in_training=false"])
+    assert not build_model(native).preprocessor.resize_in_training
+    note = training_scale_note(native)
+    assert note.startswith("WARNING") and "input.resize_in_training=true" in note
+
+
+def test_check_data_and_train_state_the_training_scale(tiny_config, tmp_path, capsys, caplog):
+    from detector.cli import main
+
+    assert main(["check-data", tiny_config, "input.resize_in_training=false"]) == 0
+    assert "[scale] WARNING: train images keep their native sizes" in capsys.readouterr().out
+    with caplog.at_level("WARNING", logger="detector"):
+        assert main(["train", tiny_config, "--output-dir", str(tmp_path), "train.max_iter=1", "data.val.ann_file=",
+                     "input.resize_in_training=false"]) == 0
+    assert any("keep their native sizes" in r.getMessage() for r in caplog.records)

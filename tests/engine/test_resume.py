@@ -6,6 +6,7 @@ import sys
 import textwrap
 import time
 
+import pytest
 import torch
 
 from detector.config import load_config
@@ -54,6 +55,37 @@ def test_sigterm_saves_a_checkpoint_and_the_run_resumes_to_the_end(tiny_config, 
     resumed = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert load_training_state(os.path.join(out, "model_final.pth"))["iteration"] == 40
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_the_process_group_with_workers_saves_and_resumes_exactly(tiny_config, tmp_path, signum):
+    # Slurm's preemption, kill -- -PGID and Ctrl-C reach the data-loader workers too: they must
+    # leave the signal to the main process, which checkpoints after its step.
+    common = ["train.max_iter=30", "train.log_period=1", "train.checkpoint_period=1000", "data.val.ann_file=",
+              "data.num_workers=2"]
+    out = str(tmp_path / "run")
+    cmd = [sys.executable, "-m", "detector", "train", tiny_config, "--output-dir", out, *common]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    metrics = os.path.join(out, "metrics.jsonl")
+    deadline = time.time() + 120
+    while time.time() < deadline and not (os.path.exists(metrics) and sum(1 for _ in open(metrics)) >= 2):
+        time.sleep(0.1)
+    os.killpg(proc.pid, signum)  # the whole group: main process and both workers
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signum, err
+    assert f"{signal.Signals(signum).name} received" in err and "--resume" in err
+    assert "Traceback" not in err and "killed by signal" not in err
+    stopped_at = load_training_state(last_checkpoint(out))["iteration"]
+    assert 2 <= stopped_at < 30
+    resumed = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+
+    straight = str(tmp_path / "straight")
+    train(load_config(tiny_config, common + [f"output_dir={straight}"]), progress=False)
+    a = load_training_state(os.path.join(straight, "model_final.pth"))["model"]
+    b = load_training_state(os.path.join(out, "model_final.pth"))["model"]
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6, msg=key)
 
 
 def test_a_write_killed_midway_leaves_the_previous_checkpoint(tmp_path):
