@@ -5,10 +5,11 @@ from typing import Callable, Dict, List, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torchvision.utils import draw_bounding_boxes
 from tqdm import tqdm
 
+from .data.image import read_image
 from .errors import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -29,12 +30,10 @@ def find_images(inputs: Sequence[str]) -> List[str]:
     return paths
 
 
-def read_image(path: str) -> np.ndarray:
-    """HWC uint8 RGB, upright: the EXIF orientation (phone photos) is applied."""
+def _read(path: str) -> np.ndarray:
     try:
-        with Image.open(path) as im:
-            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-    except OSError as e:
+        return read_image(path)
+    except (OSError, SyntaxError) as e:
         raise UserError(f"cannot read image {path}: {e}") from None
 
 
@@ -50,7 +49,7 @@ def predict(detect: Callable[[np.ndarray], Dict[str, np.ndarray]], paths: Sequen
     os.makedirs(output_dir, exist_ok=True)
     records = []
     for path in tqdm(paths, desc="predicting", unit="img", disable=not progress):
-        array = read_image(path)
+        array = _read(path)
         det = detect(array)
         keep = det["scores"] >= score_thresh
         boxes, scores, labels = (torch.as_tensor(det[k][keep]) for k in ("boxes", "scores", "labels"))

@@ -9,10 +9,11 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 from pycocotools.coco import COCO
 
 from ..errors import UserError
+from .image import read_image, upright_size
 
 logger = logging.getLogger(__name__)
 
@@ -165,24 +166,32 @@ class CocoDetection(torch.utils.data.Dataset):
         return info["height"] / info["width"] if info.get("width") and info.get("height") else 1.0
 
     def load_image(self, index: int) -> np.ndarray:
-        """HWC uint8 RGB, whatever the file's mode (grayscale, RGBA, palette, 16-bit, CMYK)."""
+        """HWC uint8 RGB, upright (EXIF orientation applied), whatever the file's mode; its
+        size must be the json's width and height where the json gives them."""
         image_id = self.ids[index]
         path = self.image_path(index)
         try:
-            with Image.open(path) as im:
-                im.load()
-                if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit grayscale: scale to 8 bit
-                    array = np.asarray(im, dtype=np.float32)
-                    peak = array.max() if array.size and array.max() > 255 else 255.0
-                    im = Image.fromarray((array * (255.0 / peak)).astype(np.uint8))
-                if im.mode == "P" and "transparency" in im.info:
-                    im = im.convert("RGBA")
-                return np.asarray(im.convert("RGB"))
+            image = read_image(path)
         except FileNotFoundError:
             raise DatasetError(f"image file not found: {path} (image id {image_id} in {self.ann_file})") from None
         except (UnidentifiedImageError, OSError, SyntaxError) as e:
             raise DatasetError(f"cannot read image {path} (image id {image_id} in {self.ann_file}): "
                                f"{e}; the file is truncated or not an image") from None
+        problem = self._size_problem(index, image.shape[1], image.shape[0])
+        if problem:
+            raise DatasetError(problem)
+        return image
+
+    def _size_problem(self, index: int, width: int, height: int) -> Optional[str]:
+        """A message when the upright image is not the json's width x height (else None)."""
+        info = self.coco.imgs[self.ids[index]]
+        expected = (info.get("width"), info.get("height"))
+        if None in expected or expected == (width, height):
+            return None
+        return (f"image {self.image_path(index)} (image id {self.ids[index]} in {self.ann_file}) is "
+                f"{width}x{height} (width x height, upright after its EXIF orientation) but the json says "
+                f"{expected[0]}x{expected[1]}: its boxes would land on the wrong pixels. Fix the json's "
+                "width/height or the file")
 
     def __getitem__(self, item):
         """``item`` is an index, or ``(index, seed)`` to draw this sample's augmentation from
@@ -242,13 +251,22 @@ class CocoDetection(torch.utils.data.Dataset):
                 f"{self.ann_file}){more}; check data.{split}.img_dir (detector check-data lists every problem)")
 
     def check_images(self, progress: bool = True) -> List[str]:
-        """Open every image; return one message per missing or unreadable file."""
+        """Open every image; return one message per missing, unreadable or wrongly sized file
+        (the size from the header and EXIF tag, compared with the json's)."""
         from tqdm import tqdm
 
         problems = []
         for index in tqdm(range(len(self)), desc="checking images", unit="img", disable=not progress):
             try:
-                self.load_image(index)
+                size = upright_size(self.image_path(index))
+            except (OSError, SyntaxError):
+                size = None  # missing or not an image: load_image below names the problem
+            problem = self._size_problem(index, *size) if size else None
+            if problem:
+                problems.append(problem)
+                continue
+            try:
+                self.load_image(index)  # a full decode: finds truncated files
             except DatasetError as e:
                 problems.append(str(e))
         return problems

@@ -1,6 +1,6 @@
 """The RetinaNet model; :func:`build_model` is the one place that reads ``cfg.model``."""
-from ..errors import UserError
 from ..data.transforms import resize_in_training
+from ..errors import UserError
 from ..losses import build_box_loss, build_cls_loss
 from ..registry import REGISTRY, load_plugins
 from . import backbone as _backbone  # noqa: F401  (registers the ResNets)
