@@ -1,10 +1,12 @@
-"""``detector ablate``: one full train + eval per (alpha, gamma), then a Table-1-style summary.
+"""``detector ablate``: one full train + eval per (alpha, gamma[, seed]), then a Table-1-style summary.
 
-Each run is ``detector train CONFIG --output-dir OUT/alpha{a}_gamma{g} --resume
-loss.cls.alpha=a loss.cls.gamma=g [KEY=VALUE ...]`` in a subprocess of its own (logged to
-``run.log`` in its directory), so a failing run cannot take the others down and each can be
-pinned to a device. A run whose ``metrics.json`` exists is skipped; an interrupted one
-resumes from its newest checkpoint.
+Each run is ``detector train CONFIG --output-dir OUT/alpha{a}_gamma{g}[_seed{s}] --resume
+loss.cls.alpha=a loss.cls.gamma=g [train.seed=s] [KEY=VALUE ...]`` in a process of its own
+(logged to ``run.log`` in its directory), so a failing run cannot take the others down. The
+local launcher runs them here, ``jobs`` at a time, each pinned to a device; the Slurm
+launcher (:mod:`detector.launcher`) submits each as a job. A run whose ``metrics.json``
+exists is skipped (collected into the table); an interrupted one resumes from its newest
+checkpoint.
 """
 import csv
 import itertools
@@ -12,15 +14,15 @@ import json
 import logging
 import os
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
 from .errors import UserError
+from .launcher import JOB_ID_FILE, SlurmOptions, TrainJob, job_is_active, make_executor, train_command
 
 logger = logging.getLogger(__name__)
 
@@ -34,13 +36,42 @@ class RunSpec:
     alpha: float
     gamma: float
     paper_ap: Optional[float] = None
-    status: str = "pending"  # pending | done | skipped | failed
+    seed: Optional[int] = None  # None: the config's train.seed
+    status: str = "pending"  # pending | done | skipped | failed | queued
     metrics: Dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    job_id: Optional[str] = None
 
     @property
     def name(self) -> str:
-        return f"alpha{self.alpha:g}_gamma{self.gamma:g}"
+        seed = "" if self.seed is None else f"_seed{self.seed}"
+        return f"alpha{self.alpha:g}_gamma{self.gamma:g}{seed}"
+
+    def overrides(self) -> List[str]:
+        """The config overrides that make this run what it is."""
+        seed = [] if self.seed is None else [f"train.seed={self.seed}"]
+        return [f"loss.cls.alpha={self.alpha}", f"loss.cls.gamma={self.gamma}", *seed]
+
+
+def parse_seeds(text: Optional[str]) -> List[Optional[int]]:
+    """``--seeds``: a count N (seeds 0..N-1) or a comma-separated list; ``[None]`` when absent
+    (one run per point, with the config's seed)."""
+    if not text:
+        return [None]
+    try:
+        values = [int(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise UserError(f"--seeds takes a count or a comma-separated list of integers, got '{text}'") from None
+    if len(values) == 1 and "," not in text:
+        if values[0] < 1:
+            raise UserError(f"--seeds {values[0]}: a count must be at least 1")
+        return list(range(values[0]))
+    return values
+
+
+def with_seeds(specs: List[RunSpec], seeds: Sequence[Optional[int]]) -> List[RunSpec]:
+    """Every point once per seed, point-major."""
+    return [RunSpec(s.alpha, s.gamma, s.paper_ap, seed) for s in specs for seed in seeds]
 
 
 def parse_list(text: Optional[str]) -> List[float]:
@@ -84,14 +115,18 @@ def _is_finished(run_dir: str) -> bool:
     return os.path.isfile(os.path.join(run_dir, "metrics.json"))
 
 
+def _load_metrics(spec: RunSpec, run_dir: str) -> None:
+    with open(os.path.join(run_dir, "metrics.json")) as f:
+        spec.metrics = json.load(f)
+
+
 def _run_one(spec: RunSpec, config: str, output_dir: str, overrides: Sequence[str], device: Optional[str]) -> None:
     run_dir = os.path.join(output_dir, spec.name)
     os.makedirs(run_dir, exist_ok=True)
     if _is_finished(run_dir):
         spec.status = "skipped"
     else:
-        cmd = [sys.executable, "-m", "detector", "train", config, "--output-dir", run_dir, "--resume",
-               f"loss.cls.alpha={spec.alpha}", f"loss.cls.gamma={spec.gamma}", *overrides]
+        cmd = train_command(config, run_dir, [*spec.overrides(), *overrides], gpus=1)
         env = dict(os.environ)
         if device is not None:
             if device.startswith("cuda") or device.isdigit():
@@ -106,8 +141,7 @@ def _run_one(spec: RunSpec, config: str, output_dir: str, overrides: Sequence[st
         spec.seconds = time.perf_counter() - start
         spec.status = "done" if code == 0 and _is_finished(run_dir) else "failed"
     if spec.status != "failed":
-        with open(os.path.join(run_dir, "metrics.json")) as f:
-            spec.metrics = json.load(f)
+        _load_metrics(spec, run_dir)
 
 
 def run_ablation(config: str, output_dir: str, specs: List[RunSpec], overrides: Sequence[str] = (),
@@ -129,7 +163,8 @@ def run_ablation(config: str, output_dir: str, specs: List[RunSpec], overrides: 
         eta = (sum(timed) / len(timed)) * left / max(jobs, 1) if timed else 0.0
         result = (f"AP {100 * spec.metrics['AP']:.1f}" if spec.status != "failed"
                   else f"see {os.path.join(output_dir, spec.name, 'run.log')}")
-        print(f"[{len(finished)}/{total}] alpha={spec.alpha:g} gamma={spec.gamma:g}: {spec.status} "
+        seed = "" if spec.seed is None else f" seed={spec.seed}"
+        print(f"[{len(finished)}/{total}] alpha={spec.alpha:g} gamma={spec.gamma:g}{seed}: {spec.status} "
               f"({spec.seconds:.0f} s) {result}; ETA {eta / 60:.1f} min", flush=True)
 
     with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
@@ -140,26 +175,74 @@ def run_ablation(config: str, output_dir: str, specs: List[RunSpec], overrides: 
     return specs
 
 
+def submit_ablation(config: str, output_dir: str, specs: List[RunSpec], overrides: Sequence[str] = (),
+                    cluster: str = "slurm", options: Optional[SlurmOptions] = None) -> List[Tuple[RunSpec, Any]]:
+    """Submit every unfinished run as a job (one whose job is still queued or running is left
+    alone); finished runs get their metrics. Returns the (spec, submitit job) pairs submitted."""
+    options = options or SlurmOptions()
+    executor = make_executor(cluster, options, output_dir)
+    submitted = []
+    for spec in specs:
+        run_dir = os.path.join(output_dir, spec.name)
+        os.makedirs(run_dir, exist_ok=True)
+        id_file = os.path.join(run_dir, JOB_ID_FILE)
+        if _is_finished(run_dir):
+            spec.status = "skipped"
+            _load_metrics(spec, run_dir)
+            continue
+        if os.path.isfile(id_file):
+            with open(id_file) as f:
+                spec.job_id = f.read().strip()
+            if job_is_active(cluster, str(executor.folder), spec.job_id):
+                spec.status = "queued"
+                continue
+        command = train_command(config, run_dir, [*spec.overrides(), *overrides], options.gpus_per_run)
+        job = executor.submit(TrainJob(command, run_dir))
+        spec.job_id, spec.status = str(job.job_id), "queued"
+        with open(id_file, "w") as f:
+            f.write(spec.job_id)
+        submitted.append((spec, job))
+        print(f"submitted {spec.name}: job {spec.job_id}", flush=True)
+    return submitted
+
+
+def wait_for_jobs(submitted: List[Tuple[RunSpec, Any]], output_dir: str) -> None:
+    """Block until the submitted jobs end; each spec becomes done (with metrics) or failed."""
+    for spec, job in submitted:
+        try:
+            job.result()
+        except Exception as e:  # submitit raises FailedJobError / UncompletedJobError with the job's log
+            logger.error("run %s (job %s) failed: %s", spec.name, spec.job_id, str(e).splitlines()[0])
+        run_dir = os.path.join(output_dir, spec.name)
+        spec.status = "done" if _is_finished(run_dir) else "failed"
+        if spec.status == "done":
+            _load_metrics(spec, run_dir)
+
+
 def write_summary(specs: List[RunSpec], output_dir: str) -> None:
     """``ablation.md`` (best AP marked), ``ablation.csv`` and ``ablation.png``."""
-    ok = [s for s in specs if s.status != "failed"]
+    ok = [s for s in specs if s.metrics]
     best = max(ok, key=lambda s: s.metrics["AP"]) if ok else None
     with_paper = any(s.paper_ap is not None for s in specs)
-    header = ["alpha", "gamma", *TABLE_STATS] + (["paper AP"] if with_paper else [])
+    seeded = any(s.seed is not None for s in specs)
+    header = ["alpha", "gamma", *(["seed"] if seeded else []), *TABLE_STATS] + (["paper AP"] if with_paper else [])
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     rows = []
     for s in specs:
-        if s.status == "failed":
-            cells = [f"{s.alpha:g}", f"{s.gamma:g}", f"failed: {os.path.join(output_dir, s.name, 'run.log')}"]
-            cells += [""] * (2 + len(TABLE_STATS) - len(cells))
+        if not s.metrics:
+            state = (f"failed: {os.path.join(output_dir, s.name, 'run.log')}" if s.status == "failed"
+                     else f"{s.status} (job {s.job_id})")
+            point = [f"{s.alpha:g}", f"{s.gamma:g}", *([str(s.seed)] if seeded else [])]
+            cells = point + [state] + [""] * (len(TABLE_STATS) - 1)
         else:
-            cells = [f"{s.alpha:g}", f"{s.gamma:g}"] + [_fmt(s.metrics[k]) for k in TABLE_STATS]
+            point = [f"{s.alpha:g}", f"{s.gamma:g}", *([str(s.seed)] if seeded else [])]
+            cells = point + [_fmt(s.metrics[k]) for k in TABLE_STATS]
             if s is best:
                 cells = [f"**{c}**" for c in cells]
         if with_paper:
             cells.append("" if s.paper_ap is None else f"{s.paper_ap:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
-        rows.append({"alpha": s.alpha, "gamma": s.gamma, "status": s.status,
+        rows.append({"alpha": s.alpha, "gamma": s.gamma, "seed": s.seed, "status": s.status,
                      **{k: s.metrics.get(k, "") for k in TABLE_STATS}, "paper_ap": s.paper_ap,
                      "run_dir": os.path.join(output_dir, s.name)})
     note = f"\nBest AP (bold): alpha={best.alpha:g}, gamma={best.gamma:g}.\n" if best else "\nNo run succeeded.\n"

@@ -131,12 +131,35 @@ def cmd_make_synthetic(args) -> None:
 
 
 def cmd_ablate(args) -> None:
-    from .ablation import expand_grid, parse_list, run_ablation
+    from .ablation import (
+        expand_grid,
+        parse_list,
+        parse_seeds,
+        run_ablation,
+        submit_ablation,
+        wait_for_jobs,
+        with_seeds,
+        write_summary,
+    )
+    from .launcher import SlurmOptions
 
     cfg = _load(args)  # validates the config and the overrides before any run starts
-    specs = expand_grid(parse_list(args.alpha), parse_list(args.gamma), args.grid)
-    devices = [d for d in (args.devices or "").replace(",", " ").split() if d]
-    specs = run_ablation(args.config, cfg.output_dir, specs, args.overrides, args.jobs, devices)
+    specs = with_seeds(expand_grid(parse_list(args.alpha), parse_list(args.gamma), args.grid), parse_seeds(args.seeds))
+    if args.launcher == "local":
+        devices = [d for d in (args.devices or "").replace(",", " ").split() if d]
+        specs = run_ablation(args.config, cfg.output_dir, specs, args.overrides, args.jobs, devices)
+    else:
+        options = SlurmOptions(partition=args.partition, gpus_per_run=args.gpus_per_run, cpus_per_gpu=args.cpus_per_gpu,
+                               time_min=args.time_min, signal_delay_s=args.signal_delay_s)
+        cluster = "slurm" if args.launcher == "slurm" else "local"
+        submitted = submit_ablation(args.config, cfg.output_dir, specs, args.overrides, cluster, options)
+        if args.wait:
+            wait_for_jobs(submitted, cfg.output_dir)
+        write_summary(specs, cfg.output_dir)
+        queued = [s for s in specs if s.status == "queued"]
+        print(f"{len(specs) - len(queued)} of {len(specs)} runs finished (table: {cfg.output_dir}/ablation.md); "
+              + (f"{len(queued)} queued or running: run the same command again to collect them" if queued else
+                 "all collected"))
     failed = [s for s in specs if s.status == "failed"]
     if failed:
         raise UserError(f"{len(failed)} of {len(specs)} runs failed (marked in {cfg.output_dir}/ablation.md)")
@@ -217,8 +240,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", help="comma-separated alphas, e.g. 0.25,0.75 (-1: no balancing)")
     p.add_argument("--gamma", help="comma-separated gammas, e.g. 0,0.5,2")
     p.add_argument("--grid", help="a named grid instead (table1a, table1b) or a grid YAML file")
-    p.add_argument("--jobs", type=int, default=1, help="runs at a time")
-    p.add_argument("--devices", help="comma-separated devices, one per concurrent run (e.g. 0,1 or cpu)")
+    p.add_argument("--seeds", help="runs per point: a count N (train.seed 0..N-1) or a comma-separated list")
+    p.add_argument("--launcher", choices=["local", "slurm", "submitit-local"], default="local",
+                   help="local: subprocesses here; slurm: one Slurm job per run (submitit); submitit-local: "
+                        "the Slurm job path as local processes, to try a sweep before submitting it")
+    p.add_argument("--jobs", type=int, default=1, help="local launcher: runs at a time")
+    p.add_argument("--devices", help="local launcher: comma-separated devices, one per concurrent run (e.g. 0,1)")
+    p.add_argument("--partition", help="slurm: partition")
+    p.add_argument("--gpus-per-run", type=int, default=1, help="slurm: GPUs per run (>1: torchrun on one node)")
+    p.add_argument("--cpus-per-gpu", type=int, default=8, help="slurm: CPU cores per GPU (data loading)")
+    p.add_argument("--time-min", type=int, default=24 * 60, help="slurm: time limit per job, minutes")
+    p.add_argument("--signal-delay-s", type=int, default=120,
+                   help="slurm: seconds before the time limit at which a job checkpoints and requeues")
+    p.add_argument("--wait", action="store_true", help="slurm: wait for the jobs and write the final table")
     p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("analyze-loss", help="curves, gradients and the max-margin view of the focal loss")

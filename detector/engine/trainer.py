@@ -127,7 +127,8 @@ class TrainingInterrupted(Exception):
 @contextmanager
 def _stop_on_signals(flag: Dict[str, Optional[int]]):
     """While training, SIGTERM and SIGINT only set ``flag["signal"]``: the loop finishes its
-    step, writes a checkpoint and stops."""
+    step, writes a checkpoint and stops (under DDP at the next logging step, where all ranks
+    agree to stop after the same iteration)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -296,10 +297,17 @@ class Trainer:
                 count += 1
                 iteration += 1
                 at_checkpoint = iteration % cfg.train.checkpoint_period == 0
-                if iteration % cfg.train.log_period == 0 or at_checkpoint or iteration == max_iter:
+                logged = iteration % cfg.train.log_period == 0 or at_checkpoint or iteration == max_iter
+                stopping = stop["signal"] is not None and self.world_size == 1
+                if logged:
                     keys = sorted(sums)
-                    # each rank's loss is world_size x its share: the mean over ranks is the batch's
-                    values = comm.mean_over_ranks(torch.stack([sums[k] for k in keys]) / count).tolist()
+                    # each rank's loss is world_size x its share: the mean over ranks is the batch's.
+                    # The last value says whether any rank got a stop signal: under DDP all ranks must
+                    # stop after the same step, so they agree here, where the values sync anyway.
+                    signalled = torch.tensor([float(stop["signal"] is not None)], device=self.device)
+                    values = comm.mean_over_ranks(torch.cat([torch.stack([sums[k] for k in keys]) / count,
+                                                             signalled])).tolist()
+                    stopping = values.pop() > 0
                     means = dict(zip(keys, values))
                     _check_finite(means, window_start + 1, iteration, self.output_dir)
                     elapsed = time.perf_counter() - window_time
@@ -312,15 +320,15 @@ class Trainer:
                                     lr=f"{row['lr']:.2e}")
                     sums, window_start, window_time, data_time, count = {}, iteration, time.perf_counter(), 0.0, 0
                 bar.update(1)
-                if stop["signal"] is not None:
+                if stopping:
                     bar.close()
                     name = f"model_{iteration:07d}.pth"
                     self.checkpoint(iteration, name)
-                    signame = signal.Signals(stop["signal"]).name
+                    signum = stop["signal"] or signal.SIGTERM  # a rank told by another rank
                     raise TrainingInterrupted(
-                        f"{signame} received: stopped after iteration {iteration} of {max_iter} and saved "
-                        f"{os.path.join(self.output_dir, name)}. Continue with: {_resume_command()}",
-                        stop["signal"])
+                        f"{signal.Signals(signum).name} received: stopped after iteration {iteration} of {max_iter} "
+                        f"and saved {os.path.join(self.output_dir, name)}. Continue with: {_resume_command()}",
+                        signum)
                 if at_checkpoint and iteration < max_iter:
                     self.checkpoint(iteration, f"model_{iteration:07d}.pth")
                 if (self.val_set is not None and cfg.train.eval_period and iteration % cfg.train.eval_period == 0

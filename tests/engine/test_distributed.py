@@ -5,9 +5,11 @@ float64: in float32 the convolution kernels round differently for batch 1 and ba
 AVX2 CPUs by up to 0.9 % of the largest gradient, measured), which says nothing about DDP.
 """
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -16,6 +18,7 @@ import torch.multiprocessing as mp
 
 from detector.config import load_config
 from detector.data import CocoDetection
+from detector.engine.checkpoint import last_checkpoint, load_training_state
 from detector.modeling import build_model
 
 OVERRIDES = ["model.backbone.norm=frozen_bn", "model.backbone.freeze_at=0", "data.train.transforms=[]"]
@@ -93,3 +96,31 @@ def test_torchrun_trains_and_evaluates(tiny_config, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ("model_final.pth", "metrics.json", "metrics.jsonl", "detections.json"):
         assert os.path.exists(os.path.join(out, name)), name
+
+
+@pytest.mark.slow
+def test_a_signal_stops_all_ranks_after_the_same_step_and_they_resume(tiny_config, tmp_path):
+    # Slurm signals every process of the job: torchrun and both ranks. The ranks agree at a
+    # logging step, save one checkpoint and exit; torchrun started again with --resume finishes.
+    out = str(tmp_path / "run")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+           str(_free_port()), "-m", "detector", "train", tiny_config, "--output-dir", out, "train.max_iter=40",
+           "train.log_period=2", "train.checkpoint_period=1000", "data.val.ann_file=",
+           "model.backbone.norm=frozen_bn"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    metrics = os.path.join(out, "metrics.jsonl")
+    deadline = time.time() + 180
+    while time.time() < deadline and not (os.path.exists(metrics) and sum(1 for _ in open(metrics)) >= 2):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=180)
+    assert "SIGTERM received: stopped after iteration" in err, err[-3000:]
+    stopped_at = load_training_state(last_checkpoint(out))["iteration"]
+    assert 4 <= stopped_at < 40 and stopped_at % 2 == 0  # a logging step
+    resumed = subprocess.run(cmd[:6] + [str(_free_port())] + cmd[7:] + ["--resume"], capture_output=True,
+                             text=True, timeout=300, env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resumed from {os.path.join(out, f'model_{stopped_at:07d}.pth')}" in resumed.stderr
+    assert load_training_state(os.path.join(out, "model_final.pth"))["iteration"] == 40
