@@ -8,7 +8,6 @@ launcher (:mod:`detector.launcher`) submits each as a job. A run whose ``metrics
 exists is skipped (collected into the table); an interrupted one resumes from its newest
 checkpoint.
 """
-import csv
 import itertools
 import json
 import logging
@@ -21,12 +20,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
+from .ablation_report import write_summary
 from .errors import UserError
 from .launcher import JOB_ID_FILE, SlurmOptions, TrainJob, job_is_active, make_executor, train_command
 
 logger = logging.getLogger(__name__)
 
-TABLE_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 GRID_DIRS = (os.path.join("configs", "grids"),
              os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "grids"))
 
@@ -217,81 +216,3 @@ def wait_for_jobs(submitted: List[Tuple[RunSpec, Any]], output_dir: str) -> None
         spec.status = "done" if _is_finished(run_dir) else "failed"
         if spec.status == "done":
             _load_metrics(spec, run_dir)
-
-
-def write_summary(specs: List[RunSpec], output_dir: str) -> None:
-    """``ablation.md`` (best AP marked), ``ablation.csv`` and ``ablation.png``."""
-    ok = [s for s in specs if s.metrics]
-    best = max(ok, key=lambda s: s.metrics["AP"]) if ok else None
-    with_paper = any(s.paper_ap is not None for s in specs)
-    seeded = any(s.seed is not None for s in specs)
-    header = ["alpha", "gamma", *(["seed"] if seeded else []), *TABLE_STATS] + (["paper AP"] if with_paper else [])
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    rows = []
-    for s in specs:
-        if not s.metrics:
-            state = (f"failed: {os.path.join(output_dir, s.name, 'run.log')}" if s.status == "failed"
-                     else f"{s.status} (job {s.job_id})")
-            point = [f"{s.alpha:g}", f"{s.gamma:g}", *([str(s.seed)] if seeded else [])]
-            cells = point + [state] + [""] * (len(TABLE_STATS) - 1)
-        else:
-            point = [f"{s.alpha:g}", f"{s.gamma:g}", *([str(s.seed)] if seeded else [])]
-            cells = point + [_fmt(s.metrics[k]) for k in TABLE_STATS]
-            if s is best:
-                cells = [f"**{c}**" for c in cells]
-        if with_paper:
-            cells.append("" if s.paper_ap is None else f"{s.paper_ap:.1f}")
-        lines.append("| " + " | ".join(cells) + " |")
-        rows.append({"alpha": s.alpha, "gamma": s.gamma, "seed": s.seed, "status": s.status,
-                     **{k: s.metrics.get(k, "") for k in TABLE_STATS}, "paper_ap": s.paper_ap,
-                     "run_dir": os.path.join(output_dir, s.name)})
-    note = f"\nBest AP (bold): alpha={best.alpha:g}, gamma={best.gamma:g}.\n" if best else "\nNo run succeeded.\n"
-    with open(os.path.join(output_dir, "ablation.md"), "w") as f:
-        f.write("\n".join(lines) + "\n" + note)
-    with open(os.path.join(output_dir, "ablation.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["alpha"])
-        writer.writeheader()
-        writer.writerows(rows)
-    if ok:
-        plot_ablation(ok, os.path.join(output_dir, "ablation.png"))
-
-
-def _fmt(value: float) -> str:
-    return "-" if value is None or value < 0 else f"{100 * value:.1f}"
-
-
-def plot_ablation(specs: List[RunSpec], out_path: str) -> str:
-    """AP against gamma, one line per alpha; a heatmap beside it when both vary on a grid."""
-    from .visualization import plt, save_figure
-
-    alphas = sorted({s.alpha for s in specs})
-    gammas = sorted({s.gamma for s in specs})
-    ap = {(s.alpha, s.gamma): 100 * s.metrics["AP"] for s in specs}
-    heatmap = len(alphas) > 1 and len(gammas) > 1
-    fig, axes = plt.subplots(1, 2 if heatmap else 1, figsize=(12 if heatmap else 7, 4.5), squeeze=False)
-    ax = axes[0, 0]
-    for a in alphas:
-        points = sorted((g, ap[(a, g)]) for g in gammas if (a, g) in ap)
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=f"alpha={a:g}")
-    ax.set_xlabel("gamma")
-    ax.set_ylabel("AP (COCO, %)")
-    ax.set_title("AP against gamma")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    if heatmap:
-        import numpy as np
-
-        grid = np.full((len(alphas), len(gammas)), np.nan)
-        for (a, g), v in ap.items():
-            grid[alphas.index(a), gammas.index(g)] = v
-        hm = axes[0, 1]
-        image = hm.imshow(grid, cmap="viridis", aspect="auto", origin="lower")
-        hm.set_xticks(range(len(gammas)), [f"{g:g}" for g in gammas])
-        hm.set_yticks(range(len(alphas)), [f"{a:g}" for a in alphas])
-        hm.set_xlabel("gamma")
-        hm.set_ylabel("alpha")
-        for i, j in zip(*np.where(~np.isnan(grid))):
-            hm.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", color="white", fontsize=8)
-        fig.colorbar(image, ax=hm, label="AP (%)")
-        hm.set_title("AP over (alpha, gamma)")
-    return save_figure(fig, out_path)

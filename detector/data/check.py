@@ -43,4 +43,8 @@ def check_data(cfg, progress: bool = True) -> bool:
                 print(f"    ... and {len(problems) - 20} more")
         else:
             print("  problems: none")
+        if split == "train":
+            from ..analysis.anchor_stats import anchor_statistics, format_anchor_statistics
+
+            print("  " + format_anchor_statistics(anchor_statistics(cfg, split)).replace("\n", "\n  "))
     return ok

@@ -4,6 +4,12 @@ Shapes of four classes (circle, square, triangle, cross) with a long-tailed freq
 of them small, on textured backgrounds with unlabeled clutter (lines, arcs, dots, blobs
 and half-drawn shape outlines). Almost every anchor sees easy background, a few see
 clutter that looks like an object: the class imbalance the focal loss is about.
+
+Two presets (:data:`PRESETS`): ``shapes``, the demo's set (128 px, up to 6 objects: about
+1:150 foreground:background with the demo's anchors, a mild imbalance), and ``sparse``, the
+paper's regime: larger images with at most two objects and unlabeled decoys (hollow
+outlines of the same shapes, hard negatives), beyond 1:1000 (``detector check-data``
+measures it).
 """
 import json
 import math
@@ -17,6 +23,10 @@ from tqdm import tqdm
 CLASSES = ("circle", "square", "triangle", "cross")
 CLASS_FREQUENCY = (0.5, 0.25, 0.15, 0.10)  # long tail: the rare classes are the hard ones
 SPLITS = ("train", "val")
+PRESETS = {
+    "shapes": {"image_size": 128, "min_object": 12.0, "max_object": 48.0, "max_objects": 6, "decoys": 0},
+    "sparse": {"image_size": 256, "min_object": 20.0, "max_object": 48.0, "max_objects": 2, "decoys": 4},
+}
 
 
 def _background(rng: np.random.Generator, size: int) -> Image.Image:
@@ -76,6 +86,23 @@ def _draw_shape(draw: ImageDraw.ImageDraw, rng: np.random.Generator, label: int,
         draw.rectangle([x0 + t, y0, x1 - t, y1], fill=fill)
 
 
+def _draw_decoy(draw: ImageDraw.ImageDraw, rng: np.random.Generator, box: Tuple[float, float, float, float]) -> None:
+    """An unlabeled hollow outline of one of the shapes: object-like edges, no object."""
+    x0, y0, x1, y1 = box
+    colour, width = _colour(rng), int(rng.integers(1, 3))
+    kind = CLASSES[int(rng.integers(0, len(CLASSES)))]
+    if kind == "circle":
+        draw.ellipse(box, outline=colour, width=width)
+    elif kind == "square":
+        draw.rectangle(box, outline=colour, width=width)
+    elif kind == "triangle":
+        draw.polygon([((x0 + x1) / 2, y0), (x1, y1), (x0, y1)], outline=colour, width=width)
+    else:
+        t = (x1 - x0) / 3
+        draw.line([(x0, (y0 + y1) / 2), (x1, (y0 + y1) / 2)], fill=colour, width=width)
+        draw.line([((x0 + x1) / 2, y0), ((x0 + x1) / 2, y1)], fill=colour, width=max(1, round(t / 4)))
+
+
 def _iou(a, b) -> float:
     iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
@@ -84,12 +111,17 @@ def _iou(a, b) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def _make_image(rng: np.random.Generator, size: int, min_obj: float, max_obj: float):
+def _make_image(rng: np.random.Generator, size: int, min_obj: float, max_obj: float, max_objects: int = 6,
+                decoys: int = 0):
     image = _background(rng, size)
     draw = ImageDraw.Draw(image)
     _draw_clutter(draw, rng, size)
+    for _ in range(int(rng.integers(0, decoys + 1)) if decoys else 0):
+        side = float(np.exp(rng.uniform(math.log(min_obj), math.log(max_obj))))
+        x0, y0 = rng.uniform(0, size - side, 2)
+        _draw_decoy(draw, rng, (round(x0), round(y0), round(x0 + side), round(y0 + side)))
     objects: List[Tuple[int, Tuple[float, float, float, float]]] = []
-    for _ in range(int(rng.integers(0, 7))):  # some images have no object at all
+    for _ in range(int(rng.integers(0, max_objects + 1))):  # some images have no object at all
         side = float(np.exp(rng.uniform(math.log(min_obj), math.log(max_obj))))  # many small ones
         x0, y0 = rng.uniform(0, size - side, 2)
         box = (round(x0), round(y0), round(x0 + side), round(y0 + side))
@@ -103,13 +135,15 @@ def _make_image(rng: np.random.Generator, size: int, min_obj: float, max_obj: fl
 
 
 def make_synthetic_dataset(out_dir: str, num_train: int = 2000, num_val: int = 300, seed: int = 0,
-                           image_size: int = 128, min_object: float = 12.0,
-                           max_object: float = 48.0) -> Dict[str, str]:
+                           image_size: int = 128, min_object: float = 12.0, max_object: float = 48.0,
+                           max_objects: int = 6, decoys: int = 0) -> Dict[str, str]:
     """Write ``OUT_DIR/{train,val}/*.png`` and ``OUT_DIR/annotations/instances_{split}.json``.
 
-    Each split draws from its own random stream, so the val split does not depend on
-    ``num_train``. Boxes are the shapes' tight boxes; category ids are 1..4.
-    Returns the annotation file of each split.
+    Each image has 0..``max_objects`` shapes (fewer when they would overlap) and
+    0..``decoys`` unlabeled hollow outlines. Each split draws from its own random stream, so
+    the val split does not depend on ``num_train``. Boxes are the shapes' tight boxes;
+    category ids are 1..4. :data:`PRESETS` name the built-in settings. Returns the
+    annotation file of each split.
     """
     ann_dir = os.path.join(out_dir, "annotations")
     os.makedirs(ann_dir, exist_ok=True)
@@ -119,7 +153,7 @@ def make_synthetic_dataset(out_dir: str, num_train: int = 2000, num_val: int = 3
         os.makedirs(os.path.join(out_dir, split), exist_ok=True)
         images, annotations = [], []
         for image_id in tqdm(range(1, count + 1), desc=f"synthetic {split}", unit="img", leave=False):
-            image, objects = _make_image(rng, image_size, min_object, max_object)
+            image, objects = _make_image(rng, image_size, min_object, max_object, max_objects, decoys)
             file_name = f"{image_id:06d}.png"
             image.save(os.path.join(out_dir, split, file_name))
             images.append({"id": image_id, "file_name": file_name, "width": image_size, "height": image_size})

@@ -17,6 +17,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from .. import evaluation  # the module, not its names: the evaluator imports engine.distributed
+from ..analysis.anchor_stats import anchor_statistics, format_anchor_statistics
 from ..config import to_dict, to_yaml
 from ..data import DatasetError, build_dataset, build_train_loader
 from ..data.transforms import training_scale_note
@@ -240,6 +241,11 @@ class Trainer:
         if self.main:
             with open(os.path.join(self.output_dir, "config.yaml"), "w") as f:
                 f.write(to_yaml(cfg))
+            if self.start_iter == 0:  # how imbalanced the data is, for the record of the run
+                stats = anchor_statistics(cfg, "train")
+                with open(os.path.join(self.output_dir, "anchor_stats.json"), "w") as f:
+                    json.dump(stats, f, indent=1)
+                logger.info("%s", format_anchor_statistics(stats))
         writer = MetricsWriter(self.output_dir, resume_from=self.start_iter) if self.main else None
         try:
             if self.start_iter < max_iter:

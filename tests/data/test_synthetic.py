@@ -42,3 +42,22 @@ def test_long_tail_and_mostly_small(tmp_path):
     assert counts == sorted(counts, reverse=True) and counts[0] > 3 * counts[-1]
     small = sum(a["area"] < 32 ** 2 for a in anns)
     assert small > 0.6 * len(anns)
+
+
+def test_sparse_preset_is_in_the_papers_regime(tmp_path):
+    from detector.analysis.anchor_stats import anchor_statistics
+    from detector.config import load_config
+    from detector.data.synthetic import PRESETS
+
+    root = tmp_path / "sparse"
+    paths = make_synthetic_dataset(str(root), num_train=150, num_val=1, seed=0, **PRESETS["sparse"])
+    with open(paths["train"]) as f:
+        data = json.load(f)
+    per_image = [sum(a["image_id"] == im["id"] for a in data["annotations"]) for im in data["images"]]
+    assert max(per_image) <= 2 and 0.7 < sum(per_image) / len(per_image) < 1.3
+    assert all(im["width"] == 256 for im in data["images"])
+    cfg = load_config("configs/demo/sparse_focal.yaml", [f"data.train.ann_file={paths['train']}",
+                                                           f"data.train.img_dir={root / 'train'}"])
+    stats = anchor_statistics(cfg)
+    assert stats["anchors"]["mean"] == 12276  # (32^2 + 16^2 + 8^2 + 4^2 + 2^2) cells x 9 anchors
+    assert stats["negatives_per_positive"] >= 1000  # the paper's regime, against ~150 for shapes

@@ -99,3 +99,58 @@ def test_table_shows_missing_stats_as_dash():
     stats["per_class_AP"] = {"a": 0.25}
     table = format_table(stats)
     assert " 50.0 " in table and "    - " in table and "a |  25.0" in table
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_hotcoco_gives_pycocotools_12_stats_exactly(seed):
+    pytest.importorskip("hotcoco")
+    gt = _gt(num_images=20, seed=seed)
+    results = _noisy_results(gt, seed=seed + 1)
+    ref = evaluate_coco(gt, results, backend="pycocotools")
+    hot = evaluate_coco(gt, results, backend="hotcoco")
+    assert [hot[n] for n in STAT_NAMES] == [ref[n] for n in STAT_NAMES]  # identical, not close
+    assert hot["per_class_AP"] == pytest.approx(ref["per_class_AP"], abs=1e-12)
+    np.testing.assert_array_equal(hot["precision"], ref["precision"])
+
+
+def _error_case():
+    """Two images, hand-built: one correct detection, a duplicate of it, one badly placed box of
+    the right class (IoU 0.14 with its object: above TIDE's background threshold 0.1, so a
+    localisation error) and one box on empty background."""
+    gt = {"images": [{"id": 1, "width": 100, "height": 100, "file_name": "a.png"},
+                     {"id": 2, "width": 100, "height": 100, "file_name": "b.png"}],
+          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 30, 30], "area": 900,
+                           "iscrowd": 0},
+                          {"id": 2, "image_id": 2, "category_id": 2, "bbox": [50, 50, 20, 20], "area": 400,
+                           "iscrowd": 0}],
+          "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
+    results = [{"image_id": 1, "category_id": 1, "bbox": [10, 10, 30, 30], "score": 0.9},
+               {"image_id": 1, "category_id": 1, "bbox": [11, 10, 30, 30], "score": 0.8},
+               {"image_id": 2, "category_id": 2, "bbox": [60, 60, 20, 20], "score": 0.7},
+               {"image_id": 2, "category_id": 1, "bbox": [0, 80, 10, 10], "score": 0.6}]
+    return gt, results
+
+
+@pytest.mark.parametrize("backend", ["pycocotools", "hotcoco"])
+def test_error_decomposition_and_calibration_by_hand(backend):
+    pytest.importorskip("hotcoco")
+    stats = evaluate_coco(*_error_case(), backend=backend)
+    counts = stats["tide"]["counts"]
+    assert counts == {"Cls": 0, "Loc": 1, "Both": 0, "Dupe": 1, "Bkg": 1, "Miss": 0}
+    # class a has AP50 1 (the duplicate and the background box come after its true positive);
+    # class b has 0 until its box is placed right: mean AP50 0.5, and fixing localisation gives 1.
+    assert stats["tide"]["ap50"] == pytest.approx(0.5)
+    assert stats["tide"]["delta_ap"]["Loc"] == pytest.approx(0.5)
+    # calibration, 10 bins at IoU 0.5: the 0.9 detection is right (gap 0.1), the other three wrong
+    # (gaps 0.8, 0.7, 0.6), one per bin: ECE = (0.1 + 0.8 + 0.7 + 0.6) / 4, MCE = 0.8
+    assert stats["calibration"]["ece"] == pytest.approx(0.55)
+    assert stats["calibration"]["mce"] == pytest.approx(0.8)
+    table = format_table(stats)
+    assert "errors (TIDE" in table and "0.550" in table
+
+
+def test_auto_prefers_hotcoco():
+    pytest.importorskip("hotcoco")
+    from detector.evaluation.coco_eval import resolve_backend
+
+    assert resolve_backend("auto") == "hotcoco"
