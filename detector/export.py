@@ -64,7 +64,7 @@ class ExportableRetinaNet(nn.Module):
         logits, deltas = m.head(features)  # [1, R, C], [1, R, 4]
         gen = m.anchor_generator
         padded = (x.shape[-2], x.shape[-1])
-        anchors = [gen._grid_anchors(padded, f.shape[-2:], level, x.device) for level, f in enumerate(features)]
+        anchors = [gen.grid_anchors(padded, f.shape[-2:], level, x.device) for level, f in enumerate(features)]
         boxes, scores, labels = self._detections(logits[0], deltas[0], anchors, out_h, out_w)
         # To the input's pixels: float32 ratios, as the eager rescale_boxes computes them.
         ratio_w = width.to(torch.float32) / out_w.to(torch.float32)

@@ -65,7 +65,7 @@ class AnchorGenerator(nn.Module):
         anchors = self._cache.get(key)
         if anchors is None:
             anchors = torch.cat(
-                [self._grid_anchors(image_size, shape, level, device) for level, shape in enumerate(shapes)]
+                [self.grid_anchors(image_size, shape, level, device) for level, shape in enumerate(shapes)]
             )
             self._cache[key] = anchors
             while len(self._cache) > self.cache_size:
@@ -78,7 +78,9 @@ class AnchorGenerator(nn.Module):
         """Number of anchors per level, to split the concatenated anchors."""
         return [int(h) * int(w) * self.num_anchors for h, w in feature_shapes]
 
-    def _grid_anchors(self, image_size, shape, level: int, device) -> Tensor:
+    def grid_anchors(self, image_size, shape, level: int, device) -> Tensor:
+        """``[H_l * W_l * A, 4]`` anchors of one level, uncached (the exported graph calls this
+        with traced sizes, so that it computes them for every input size)."""
         height, width = shape
         if self.stride_mode == "nominal":
             stride_y = stride_x = self.strides[level]
