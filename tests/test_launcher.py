@@ -51,6 +51,7 @@ def test_a_preempted_job_requeues_resumes_and_the_same_command_collects_it(tiny_
     # What Slurm does before preempting or timing out: USR2 to the job's task (submitit's handler).
     task, = _children(int(job.job_id))
     os.kill(task, signal.SIGUSR2)
+    assert _wait_for(lambda: job.done(), timeout=300), "the job neither requeued nor finished"
     wait_for_jobs(submitted, out)
     assert spec.status == "done" and "AP" in spec.metrics
     log = open(os.path.join(run_dir, "run.log")).read()
