@@ -7,12 +7,12 @@ the anchors serve badly: those that reach no anchor at ``fg_iou_thresh`` (kept o
 low-quality matches) and those that get no anchor at all, by COCO size bucket.
 """
 import math
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
 
-from ..data import build_dataset
+from ..data import CocoDetection, build_dataset
 from ..data.coco import AREA_RANGES
 from ..modeling import PYRAMID_STRIDES, AnchorGenerator, Matcher, anchor_sizes
 from ..structures import box_iou
@@ -29,7 +29,8 @@ def _bucket(area: float) -> str:
     return next(k for k, (lo, hi) in AREA_RANGES.items() if lo <= area < hi)
 
 
-def anchor_statistics(cfg, split: str = "train", max_images: int = DEFAULT_MAX_IMAGES) -> Dict[str, Any]:
+def anchor_statistics(cfg, split: str = "train", max_images: int = DEFAULT_MAX_IMAGES,
+                      dataset: Optional[CocoDetection] = None) -> Dict[str, Any]:
     """Match every box of (up to ``max_images`` evenly spaced) images of ``split`` to the
     anchors the model would place on that image at test-time size (``input.min_size`` /
     ``max_size``, padded to ``input.size_divisible``), with the configured matcher.
@@ -38,9 +39,10 @@ def anchor_statistics(cfg, split: str = "train", max_images: int = DEFAULT_MAX_I
     95th percentile), ``negatives_per_positive`` over the whole sample (the imbalance,
     1:N), and the boxes by size bucket: ``boxes``, ``below_fg_thresh`` (best IoU under
     ``fg_iou_thresh``: matched only through the low-quality matches, when they are on) and
-    ``no_anchor`` (no foreground anchor at all).
+    ``no_anchor`` (no foreground anchor at all). ``dataset``: the split, when the caller
+    has built it already (only its annotations are read).
     """
-    dataset = build_dataset(cfg, split, training=False)
+    dataset = dataset if dataset is not None else build_dataset(cfg, split, training=False)
     m = cfg.model
     generator = AnchorGenerator(anchor_sizes(cfg), m.anchors.aspect_ratios, PYRAMID_STRIDES,
                                 round_to_int=m.anchors.round_to_int, stride_mode=m.anchors.stride_mode)

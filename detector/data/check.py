@@ -46,5 +46,5 @@ def check_data(cfg, progress: bool = True) -> bool:
         if split == "train":
             from ..analysis.anchor_stats import anchor_statistics, format_anchor_statistics
 
-            print("  " + format_anchor_statistics(anchor_statistics(cfg, split)).replace("\n", "\n  "))
+            print("  " + format_anchor_statistics(anchor_statistics(cfg, split, dataset=dataset)).replace("\n", "\n  "))
     return ok

@@ -242,7 +242,7 @@ class Trainer:
             with open(os.path.join(self.output_dir, "config.yaml"), "w") as f:
                 f.write(to_yaml(cfg))
             if self.start_iter == 0:  # how imbalanced the data is, for the record of the run
-                stats = anchor_statistics(cfg, "train")
+                stats = anchor_statistics(cfg, "train", dataset=self.train_set)
                 with open(os.path.join(self.output_dir, "anchor_stats.json"), "w") as f:
                     json.dump(stats, f, indent=1)
                 logger.info("%s", format_anchor_statistics(stats))
