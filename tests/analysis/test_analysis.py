@@ -93,3 +93,4 @@ def test_report_with_a_trained_model(tiny_config, tmp_path):
     assert shares[2.0] < shares[0.0]  # FL moves the negatives' loss onto the hard ones
     text = (tmp_path / "analysis" / "analysis.md").read_text()
     assert "0.40131234" in text and "0.59868766" in text
+    assert f"carry {shares[0.0]:.1%} of the negatives' loss at gamma 0 and {shares[2.0]:.1%} at gamma 2" in text
