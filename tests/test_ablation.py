@@ -27,7 +27,9 @@ def test_named_grids_are_the_papers():
     b = load_grid("table1b")
     assert [(s.gamma, s.alpha) for s in b][-2:] == [(2.0, 0.25), (5.0, 0.25)]
     assert max(b, key=lambda s: s.paper_ap).gamma == 2.0
-    with pytest.raises(ValueError, match="known grids: shapes, table1a, table1b"):
+    regimes = load_grid("regimes")
+    assert [(s.alpha, s.gamma) for s in regimes] == [(-1.0, 0.0), (0.75, 0.0), (0.25, 2.0), (0.5, 0.5)]
+    with pytest.raises(ValueError, match="known grids: regimes, shapes, table1a, table1b"):
         load_grid("table9")
 
 
