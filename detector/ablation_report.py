@@ -15,6 +15,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .engine import environment
+
 TABLE_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 REFERENCE = (0.25, 2.0)  # the paper's focal loss: the point every other one is compared with
 CONFIDENCE = 0.95
@@ -54,6 +56,29 @@ def run_value(metrics: dict, name: str) -> Optional[float]:
     if name == "ece":
         return (metrics.get("calibration") or {}).get("ece")
     raise KeyError(name)
+
+
+def run_environment(run_dir: str) -> Dict[str, str]:
+    """The torch version, device and thread count a run trained with, from its
+    ``environment.json`` ("1,2" where a resume changed it; "" for a run without the file)."""
+    entries = environment.read(run_dir)
+    return {key: ",".join(dict.fromkeys(str(e.get(key, "")) for e in entries))
+            for key in ("torch", "device", "threads")}
+
+
+def mixed_environment_note(specs: Sequence, output_dir: str) -> str:
+    """A warning when the finished runs of one table trained in different environments."""
+    values: Dict[str, set] = {}
+    for s in specs:
+        if s.metrics:
+            for key, value in run_environment(os.path.join(output_dir, s.name)).items():
+                values.setdefault(key, set()).add(value)
+    mixed = {k: sorted(v) for k, v in values.items() if len(v) > 1}
+    if not mixed:
+        return ""
+    differences = "; ".join(f"{k}: {', '.join(x or 'not recorded' for x in v)}" for k, v in mixed.items())
+    return (f"Runs trained in different environments ({differences}): a thread count or library version "
+            "changes the trajectory like another seed (ablation.csv lists each run's).")
 
 
 def mean_std(values: Sequence[float]) -> Tuple[float, float]:
@@ -131,7 +156,7 @@ def _difference_cell(p: PointSummary) -> str:
     return f"{mean:+.1f} [{low:+.1f}, {high:+.1f}]"
 
 
-def markdown_table(points: Sequence[PointSummary], output_dir: str) -> str:
+def markdown_table(points: Sequence[PointSummary], output_dir: str, environment_note: str = "") -> str:
     """The Table-1-style summary: one row per point, mean ± std over seeds."""
     best = best_point(points)
     with_paper = any(p.paper_ap is not None for p in points)
@@ -169,6 +194,7 @@ def markdown_table(points: Sequence[PointSummary], output_dir: str) -> str:
     if with_errors or with_ece:
         legend += (" bkg error ΔAP: the AP that background false positives cost (TIDE); ECE: expected "
                    "calibration error of the detection scores.")
+    note += f"\n\n{environment_note}" if environment_note else ""
     return "\n".join(lines) + "\n\n" + note + "\n\n" + legend + "\n"
 
 
@@ -176,12 +202,13 @@ def write_summary(specs: Sequence, output_dir: str) -> List[PointSummary]:
     """``ablation.md`` (per point), ``ablation.csv`` (per run) and ``ablation.png``."""
     points = summarize(specs)
     with open(os.path.join(output_dir, "ablation.md"), "w") as f:
-        f.write(markdown_table(points, output_dir))
+        f.write(markdown_table(points, output_dir, mixed_environment_note(specs, output_dir)))
     rows = [{"alpha": s.alpha, "gamma": s.gamma, "seed": s.seed, "status": s.status,
              **{k: s.metrics.get(k, "") for k in TABLE_STATS},
              "bkg_error": run_value(s.metrics, "bkg_error") if s.metrics else "",
              "ece": run_value(s.metrics, "ece") if s.metrics else "",
-             "paper_ap": s.paper_ap, "run_dir": os.path.join(output_dir, s.name)} for s in specs]
+             "paper_ap": s.paper_ap, **run_environment(os.path.join(output_dir, s.name)),
+             "run_dir": os.path.join(output_dir, s.name)} for s in specs]
     with open(os.path.join(output_dir, "ablation.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["alpha"])
         writer.writeheader()

@@ -108,6 +108,23 @@ def test_error_bars_and_convergence_panel(tmp_path):
     assert Image.open(tmp_path / "ablation.png").width > 1500  # three panels: AP, heatmap, AP vs iteration
 
 
+def test_each_runs_environment_is_listed_and_a_mix_is_named(tmp_path):
+    specs = _seeded(0.25, 2.0, [0.30, 0.32]) + _seeded(-1.0, 0.0, [0.20, 0.26])
+    for s, threads in zip(specs, ([1], [1], [1, 2], [2])):  # the third run was resumed with 2 threads
+        (tmp_path / s.name).mkdir()
+        entries = [{"iteration": 100 * i, "torch": "2.14.1", "device": "cpu", "threads": t}
+                   for i, t in enumerate(threads)]
+        (tmp_path / s.name / "environment.json").write_text(json.dumps(entries))
+    write_summary(specs, str(tmp_path))
+    rows = list(csv.DictReader(open(tmp_path / "ablation.csv")))
+    assert [r["threads"] for r in rows] == ["1", "1", "1,2", "2"] and {r["torch"] for r in rows} == {"2.14.1"}
+    md = (tmp_path / "ablation.md").read_text()
+    assert "Runs trained in different environments (threads: 1, 1,2, 2)" in md and "torch:" not in md
+
+    write_summary(specs[:2], str(tmp_path))  # alike: no note
+    assert "different environments" not in (tmp_path / "ablation.md").read_text()
+
+
 def test_seeds_argument():
     assert parse_seeds(None) == [None]
     assert parse_seeds("3") == [0, 1, 2]

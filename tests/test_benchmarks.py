@@ -3,7 +3,7 @@ import json
 
 import torch
 
-from benchmarks import run
+from benchmarks import run, thread_divergence
 from benchmarks.common import alternate, peak_memory
 
 
@@ -44,3 +44,17 @@ def test_printed_ratio_never_looks_met_when_it_is_not():
     assert run._shown_ratio(1.19991, ">= 1.2x") == "1.19"
     assert run._shown_ratio(1.0001, "<= 1.0x") == "1.01"
     assert run._shown_ratio(0.724, "<= 1.0x") == "0.73"
+
+
+def test_lockstep_copies_with_the_same_thread_count_stay_identical(tiny_config, tmp_path):
+    threads = torch.get_num_threads()
+    try:
+        assert thread_divergence.main([tiny_config, "--iterations", "3", "--threads", "1", "1",
+                                       "--output", str(tmp_path), "data.num_workers=0"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    rows = [json.loads(line) for line in open(tmp_path / "divergence.jsonl")]
+    assert [r["iteration"] for r in rows] == [1, 2, 3] and all(r["threads"] == [1, 1] for r in rows)
+    assert all(r["relative_distance"] == 0.0 and r["loss_a"] == r["loss_b"] for r in rows)
+    assert rows[-1]["loss_a"] != rows[0]["loss_a"]  # the copies did train
+    assert (tmp_path / "divergence.png").stat().st_size > 0

@@ -25,6 +25,7 @@ from ..errors import UserError
 from ..modeling import build_model
 from ..visualization import plot_losses
 from . import distributed as comm
+from . import environment
 from .checkpoint import last_checkpoint, load_training_state, rng_state, save_checkpoint, set_rng_state
 from .optim import build_lr_scheduler, build_optimizer
 
@@ -241,6 +242,9 @@ class Trainer:
         if self.main:
             with open(os.path.join(self.output_dir, "config.yaml"), "w") as f:
                 f.write(to_yaml(cfg))
+            env = environment.describe(self.device, self.world_size)
+            logger.info("environment: %s", ", ".join(f"{k} {v}" for k, v in env.items()))
+            environment.record(self.output_dir, self.start_iter, env)
             if self.start_iter == 0:  # how imbalanced the data is, for the record of the run
                 stats = anchor_statistics(cfg, "train", dataset=self.train_set)
                 with open(os.path.join(self.output_dir, "anchor_stats.json"), "w") as f:

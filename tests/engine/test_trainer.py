@@ -2,6 +2,7 @@ import json
 import os
 
 import pytest
+import torch
 
 from detector.config import load_config
 from detector.engine import train
@@ -20,7 +21,7 @@ def test_short_run_writes_outputs_and_the_loss_goes_down(tiny_config, tmp_path):
                                     "train.checkpoint_period=10", "solver.base_lr=0.002",
                                     "data.train.transforms=[]"])
     stats = train(cfg, progress=False)
-    for name in ("config.yaml", "metrics.jsonl", "model_final.pth", "loss.png", "metrics.json",
+    for name in ("config.yaml", "environment.json", "metrics.jsonl", "model_final.pth", "loss.png", "metrics.json",
                  "detections.json", "log.txt", "last_checkpoint", "model_0000010.pth", "model_0000020.pth"):
         assert os.path.exists(os.path.join(out, name)), name
     rows = _metrics(out)
@@ -31,6 +32,8 @@ def test_short_run_writes_outputs_and_the_loss_goes_down(tiny_config, tmp_path):
     assert last_checkpoint(out).endswith("model_final.pth")
     state = load_training_state(os.path.join(out, "model_final.pth"))
     assert state["iteration"] == 30 and state["config"]["train"]["max_iter"] == 30
+    env = json.load(open(os.path.join(out, "environment.json")))
+    assert [e["iteration"] for e in env] == [0] and env[0]["threads"] == torch.get_num_threads()
 
 
 def test_resume_continues_from_the_saved_iteration(tiny_config, tmp_path):
@@ -40,6 +43,7 @@ def test_resume_continues_from_the_saved_iteration(tiny_config, tmp_path):
     assert load_training_state(last_checkpoint(out))["iteration"] == 4
     train(load_config(tiny_config, base + ["train.max_iter=8"]), resume=True, progress=False)
     assert [r["iteration"] for r in _metrics(out)] == [2, 4, 6, 8]
+    assert [e["iteration"] for e in json.load(open(os.path.join(out, "environment.json")))] == [0, 4]
     assert load_training_state(os.path.join(out, "model_final.pth"))["iteration"] == 8
 
 

@@ -1,0 +1,61 @@
+"""What a run's numbers depend on besides its config and seed: library versions, the device,
+and the number of intra-op threads.
+
+The thread count matters on the CPU: it changes the order in which convolutions and
+reductions add up their terms, so the same config and seed give bit-identical weights with
+the same thread count, and a different training trajectory with another one. On the demo
+the two differ by 1e-10 of the weights after two steps and as much as two seeds do after
+430 (docs/results/thread_count/). Each run therefore records, in ``environment.json``, one
+entry per start or resume, and says so when a resume changes any of it.
+"""
+import json
+import logging
+import os
+import platform
+from typing import Any, Dict, List
+
+import torch
+import torchvision
+
+from .. import __version__
+
+logger = logging.getLogger(__name__)
+
+FILE = "environment.json"
+
+
+def describe(device: torch.device, world_size: int = 1) -> Dict[str, Any]:
+    """The settings, besides the config, that a run's result depends on."""
+    info = {"detector": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "torchvision": torchvision.__version__, "device": device.type, "world_size": world_size,
+            "threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def read(output_dir: str) -> List[Dict[str, Any]]:
+    """The entries of ``output_dir/environment.json``, oldest first; [] when there is none."""
+    path = os.path.join(output_dir, FILE)
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        return json.load(f)
+
+
+def record(output_dir: str, iteration: int, info: Dict[str, Any]) -> None:
+    """Add ``info`` as the entry for a start (``iteration`` 0) or a resume, and warn when a
+    resume runs in another environment than the run started in: its result will not be the
+    one an uninterrupted run would have reached."""
+    entries = [e for e in read(output_dir) if e["iteration"] < iteration]  # a restart from earlier replaces
+    if entries:
+        first = {k: v for k, v in entries[0].items() if k != "iteration"}
+        changed = {k: (first.get(k), v) for k, v in info.items() if first.get(k) != v}
+        if changed:
+            logger.warning("resuming at iteration %d with %s: the result will differ from an uninterrupted "
+                           "run", iteration, ", ".join(f"{k}={new} (started with {old})"
+                                                       for k, (old, new) in changed.items()))
+    entries.append({"iteration": iteration, **info})
+    with open(os.path.join(output_dir, FILE), "w") as f:
+        json.dump(entries, f, indent=1)
