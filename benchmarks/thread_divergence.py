@@ -6,7 +6,9 @@ threads differs: two copies of the model, trained in lockstep on the same batche
         --threads 1 2 --output docs/results/thread_count train.seed=1
 
 Writes ``divergence.jsonl`` (per iteration: the relative distance ||a - b|| / ||a|| of all
-parameters, both losses, and the parameter tensor that drifted most) and ``divergence.png``.
+parameters, both losses, and the parameter tensor that drifted most; for the first step,
+from identical weights, the gradients that differ and their largest difference) and
+``divergence.png``.
 With the same count for both (``--threads 1 1``) the distance stays exactly 0: training is
 deterministic on the CPU for a fixed thread count.
 """
@@ -45,13 +47,14 @@ def diverge(cfg, iterations: int, threads: List[int]) -> List[Dict]:
     rows = []
     for iteration in range(1, iterations + 1):
         images, targets = next(loader)
-        losses = []
+        losses, gradients = [], []
         for n, (model, optimizer, scheduler) in zip(threads, copies):
             torch.set_num_threads(n)
             model.train()
             loss = sum(model(images, targets).values())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            gradients.append({name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None})
             optimizer.step()
             scheduler.step()
             losses.append(loss.item())
@@ -63,6 +66,10 @@ def diverge(cfg, iterations: int, threads: List[int]) -> List[Dict]:
                      "relative_distance": ((_flat(a) - _flat(b)).norm() / _flat(a).norm()).item(),
                      "loss_a": losses[0], "loss_b": losses[1],
                      "most_drifted": worst, "its_relative_distance": per_tensor[worst]})
+        if iteration == 1:  # from the same weights and batch: which gradients the thread count changes
+            rows[-1]["first_step_gradients_that_differ"] = {
+                name: (g - gradients[1][name]).abs().max().item() for name, g in gradients[0].items()
+                if not torch.equal(g, gradients[1][name])}
         print(json.dumps(rows[-1]), flush=True)
     return rows
 

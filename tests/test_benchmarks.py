@@ -56,5 +56,6 @@ def test_lockstep_copies_with_the_same_thread_count_stay_identical(tiny_config, 
     rows = [json.loads(line) for line in open(tmp_path / "divergence.jsonl")]
     assert [r["iteration"] for r in rows] == [1, 2, 3] and all(r["threads"] == [1, 1] for r in rows)
     assert all(r["relative_distance"] == 0.0 and r["loss_a"] == r["loss_b"] for r in rows)
+    assert rows[0]["first_step_gradients_that_differ"] == {}
     assert rows[-1]["loss_a"] != rows[0]["loss_a"]  # the copies did train
     assert (tmp_path / "divergence.png").stat().st_size > 0

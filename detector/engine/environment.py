@@ -1,12 +1,13 @@
 """What a run's numbers depend on besides its config and seed: library versions, the device,
 and the number of intra-op threads.
 
-The thread count matters on the CPU: it changes the order in which convolutions and
-reductions add up their terms, so the same config and seed give bit-identical weights with
-the same thread count, and a different training trajectory with another one. On the demo
-the two differ by 1e-10 of the weights after two steps and as much as two seeds do after
-430 (docs/results/thread_count/). Each run therefore records, in ``environment.json``, one
-entry per start or resume, and says so when a resume changes any of it.
+The thread count matters on the CPU. The same config and seed give bit-identical weights
+with the same thread count; another count adds up a few of torch's gradient reductions in
+another order, and training from scratch turns that rounding into another model: on the demo,
+one thread against two, the weights are 1e-10 apart after two steps, 0.3 % after ten, and the
+final AP about 10 points apart (docs/results/README.md). Each run therefore
+records, in ``environment.json``, one entry per start or resume, and says so when a resume
+changes any of it.
 """
 import json
 import logging
