@@ -5,7 +5,7 @@ The thread count matters on the CPU. The same config and seed give bit-identical
 with the same thread count; another count adds up a few of torch's gradient reductions in
 another order, and training from scratch turns that rounding into another model: on the demo,
 one thread against two, the weights are 1e-10 apart after two steps, 0.3 % after ten, and the
-final AP about 10 points apart (docs/results/README.md). Each run therefore
+final AP as far apart as another seed's, up to 11 points (docs/results/README.md). Each run therefore
 records, in ``environment.json``, one entry per start or resume, and says so when a resume
 changes any of it.
 """
