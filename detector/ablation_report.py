@@ -59,11 +59,11 @@ def run_value(metrics: dict, name: str) -> Optional[float]:
 
 
 def run_environment(run_dir: str) -> Dict[str, str]:
-    """The torch version, device and thread count a run trained with, from its
-    ``environment.json`` ("1,2" where a resume changed it; "" for a run without the file)."""
+    """The torch version, device, GPU model and CPU thread count a run trained with, from its
+    ``environment.json`` ("1,2" where a resume changed it; "" where not recorded)."""
     entries = environment.read(run_dir)
     return {key: ",".join(dict.fromkeys(str(e.get(key, "")) for e in entries))
-            for key in ("torch", "device", "threads")}
+            for key in ("torch", "device", "gpu", "threads")}
 
 
 def mixed_environment_note(specs: Sequence, output_dir: str) -> str:

@@ -120,6 +120,7 @@ def test_each_runs_environment_is_listed_and_a_mix_is_named(tmp_path):
     assert [r["threads"] for r in rows] == ["1", "1", "1,2", "2"] and {r["torch"] for r in rows} == {"2.14.1"}
     md = (tmp_path / "ablation.md").read_text()
     assert "Runs trained in different environments (threads: 1, 1,2, 2)" in md and "torch:" not in md
+    assert {r["gpu"] for r in rows} == {""}  # CPU runs record no GPU
 
     write_summary(specs[:2], str(tmp_path))  # alike: no note
     assert "different environments" not in (tmp_path / "ablation.md").read_text()

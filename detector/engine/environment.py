@@ -5,9 +5,9 @@ The thread count matters on the CPU. The same config and seed give bit-identical
 with the same thread count; another count adds up a few of torch's gradient reductions in
 another order, and training from scratch turns that rounding into another model: on the demo,
 one thread against two, the weights are 1e-10 apart after two steps, 0.3 % after ten, and the
-final AP as far apart as another seed's, up to 11 points (docs/results/README.md). Each run therefore
-records, in ``environment.json``, one entry per start or resume, and says so when a resume
-changes any of it.
+final AP as far apart as another seed's, up to 11 points (docs/results/README.md). Each run
+therefore records, in ``environment.json``, one entry per start or resume, and says so when
+a resume changes any of it.
 """
 import json
 import logging
@@ -26,13 +26,16 @@ FILE = "environment.json"
 
 
 def describe(device: torch.device, world_size: int = 1) -> Dict[str, Any]:
-    """The settings, besides the config, that a run's result depends on."""
+    """The settings, besides the config, that a run's result depends on: on the CPU the
+    intra-op thread count, on a GPU its model and the CUDA version (there the threads only
+    run the data loading)."""
     info = {"detector": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "device": device.type, "world_size": world_size,
-            "threads": torch.get_num_threads()}
+            "torchvision": torchvision.__version__, "device": device.type, "world_size": world_size}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
         info["cuda"] = torch.version.cuda
+    else:
+        info["threads"] = torch.get_num_threads()
     return info
 
 

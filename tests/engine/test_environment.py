@@ -33,3 +33,10 @@ def test_a_resume_in_another_environment_warns(tmp_path, caplog):
         environment.record(out, 211, {"torch": "2.14.1", "threads": 2})
     assert "resuming at iteration 211 with threads=2 (started with 1)" in caplog.text
     assert "differ from an uninterrupted run" in caplog.text
+
+
+def test_on_a_gpu_the_model_is_recorded_instead_of_the_threads(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "NVIDIA H200")
+    info = environment.describe(torch.device("cuda", 0), world_size=8)
+    assert info["gpu"] == "NVIDIA H200" and info["device"] == "cuda" and info["world_size"] == 8
+    assert "threads" not in info and "cuda" in info
