@@ -66,13 +66,13 @@ def run_environment(run_dir: str) -> Dict[str, str]:
             for key in ("torch", "device", "gpu", "threads")}
 
 
-def mixed_environment_note(specs: Sequence, output_dir: str) -> str:
-    """A warning when the finished runs of one table trained in different environments."""
+def mixed_environment_note(environments: Sequence[Dict[str, str]]) -> str:
+    """A warning when the finished runs of one table (their :func:`run_environment`)
+    trained in different environments."""
     values: Dict[str, set] = {}
-    for s in specs:
-        if s.metrics:
-            for key, value in run_environment(os.path.join(output_dir, s.name)).items():
-                values.setdefault(key, set()).add(value)
+    for env in environments:
+        for key, value in env.items():
+            values.setdefault(key, set()).add(value)
     mixed = {k: sorted(v) for k, v in values.items() if len(v) > 1}
     if not mixed:
         return ""
@@ -201,14 +201,16 @@ def markdown_table(points: Sequence[PointSummary], output_dir: str, environment_
 def write_summary(specs: Sequence, output_dir: str) -> List[PointSummary]:
     """``ablation.md`` (per point), ``ablation.csv`` (per run) and ``ablation.png``."""
     points = summarize(specs)
+    environments = [run_environment(os.path.join(output_dir, s.name)) for s in specs]
+    note = mixed_environment_note([env for s, env in zip(specs, environments) if s.metrics])
     with open(os.path.join(output_dir, "ablation.md"), "w") as f:
-        f.write(markdown_table(points, output_dir, mixed_environment_note(specs, output_dir)))
+        f.write(markdown_table(points, output_dir, note))
     rows = [{"alpha": s.alpha, "gamma": s.gamma, "seed": s.seed, "status": s.status,
              **{k: s.metrics.get(k, "") for k in TABLE_STATS},
              "bkg_error": run_value(s.metrics, "bkg_error") if s.metrics else "",
              "ece": run_value(s.metrics, "ece") if s.metrics else "",
-             "paper_ap": s.paper_ap, **run_environment(os.path.join(output_dir, s.name)),
-             "run_dir": os.path.join(output_dir, s.name)} for s in specs]
+             "paper_ap": s.paper_ap, **env, "run_dir": os.path.join(output_dir, s.name)}
+            for s, env in zip(specs, environments)]
     with open(os.path.join(output_dir, "ablation.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["alpha"])
         writer.writeheader()
