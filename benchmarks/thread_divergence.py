@@ -54,7 +54,9 @@ def diverge(cfg, iterations: int, threads: List[int]) -> List[Dict]:
             loss = sum(model(images, targets).values())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            gradients.append({name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None})
+            if iteration == 1:  # kept for the first step only, taken from identical weights
+                gradients.append({name: p.grad.clone() for name, p in model.named_parameters()
+                                  if p.grad is not None})
             optimizer.step()
             scheduler.step()
             losses.append(loss.item())
@@ -62,11 +64,12 @@ def diverge(cfg, iterations: int, threads: List[int]) -> List[Dict]:
         per_tensor = {name: ((p - q).norm() / p.norm().clamp_min(1e-12)).item()
                       for (name, p), q in zip(a.named_parameters(), b.parameters())}
         worst = max(per_tensor, key=per_tensor.get)
+        flat_a, flat_b = _flat(a), _flat(b)
         rows.append({"iteration": iteration, "threads": threads,
-                     "relative_distance": ((_flat(a) - _flat(b)).norm() / _flat(a).norm()).item(),
+                     "relative_distance": ((flat_a - flat_b).norm() / flat_a.norm()).item(),
                      "loss_a": losses[0], "loss_b": losses[1],
                      "most_drifted": worst, "its_relative_distance": per_tensor[worst]})
-        if iteration == 1:  # from the same weights and batch: which gradients the thread count changes
+        if gradients:  # from the same weights and batch: which gradients the thread count changes
             rows[-1]["first_step_gradients_that_differ"] = {
                 name: (g - gradients[1][name]).abs().max().item() for name, g in gradients[0].items()
                 if not torch.equal(g, gradients[1][name])}
@@ -75,10 +78,7 @@ def diverge(cfg, iterations: int, threads: List[int]) -> List[Dict]:
 
 
 def plot(rows: List[Dict], threads: List[int], path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from detector.visualization import plt, save_figure
 
     fig, ax = plt.subplots(figsize=(6, 4))
     its = [r["iteration"] for r in rows]
@@ -87,9 +87,7 @@ def plot(rows: List[Dict], threads: List[int], path: str) -> None:
     ax.set_ylabel("||a - b|| / ||a|| of all parameters")
     ax.set_title(f"same config and seed, {threads[0]} vs {threads[1]} CPU threads")
     ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> int:
