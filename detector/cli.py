@@ -9,6 +9,7 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 from typing import List, Optional
 
 import torch
@@ -309,13 +310,36 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(str(e), file=sys.stderr)
         return e.exit_code
     except USER_ERRORS as e:
-        if args.debug:
-            raise
-        print(f"error: {e}\n(run with --debug for the traceback)", file=sys.stderr)
-        return 2
-    except torch.cuda.OutOfMemoryError:
-        if args.debug:
-            raise
-        print(f"error: {OUT_OF_MEMORY}\n(run with --debug for the traceback)", file=sys.stderr)
-        return 2
+        return _user_error(str(e), args.debug)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001  (a bug: its traceback, exit 1; or the GPU ran out of memory)
+        if isinstance(e, torch.cuda.OutOfMemoryError):
+            return _user_error(OUT_OF_MEMORY, args.debug)
+        traceback.print_exc()
+        return 1
+    finally:
+        _end_worker_processes()
     return 0
+
+
+def _user_error(message: str, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    else:
+        print(f"error: {message}\n(run with --debug for the traceback)", file=sys.stderr)
+    return 2
+
+
+def _end_worker_processes() -> None:
+    """Kill data-loader workers that outlived the command. They ignore SIGTERM (they leave
+    stop signals to this process), and at exit multiprocessing would send them SIGTERM and
+    wait for them forever: a run that failed would print its traceback and never end."""
+    if "multiprocessing" not in sys.modules:
+        return
+    import multiprocessing
+
+    for child in multiprocessing.active_children():
+        child.kill()
+        child.join(timeout=10)

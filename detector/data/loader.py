@@ -7,6 +7,7 @@ the worker's traceback in front of it.
 import itertools
 import random
 import signal
+from contextlib import contextmanager
 from typing import Iterator, List, NamedTuple, Optional, Tuple
 
 import numpy as np
@@ -65,6 +66,26 @@ class DetectionLoader(DataLoader):
             yield batch
 
 
+@contextmanager
+def batches(loader: DataLoader) -> Iterator[Iterator]:
+    """``iter(loader)`` whose worker processes are shut down when the block ends, also when
+    it ends in an exception.
+
+    Without this, an exception leaves the iterator alive in its traceback until the
+    interpreter exits; by then the DataLoader no longer shuts its workers down itself, and
+    multiprocessing's exit handler sends them SIGTERM, which they ignore (:func:`_init_worker`),
+    and joins them: the process would hang after printing the traceback.
+    """
+    it = iter(loader)
+    try:
+        yield it
+    finally:
+        # torch's own shutdown (sentinels, bounded joins), which __del__ would call.
+        shutdown = getattr(it, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+
+
 class TrainingBatchSampler(Sampler):
     """Endless batches of ``(index, augmentation seed)`` pairs: a fresh permutation per epoch
     from ``seed`` and the epoch, and a seed per position in the stream.
@@ -78,6 +99,9 @@ class TrainingBatchSampler(Sampler):
 
     def __init__(self, dataset: CocoDetection, batch_size: int, seed: int = 0, group_by_aspect: bool = True,
                  start_iter: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        if batch_size < 1 or len(dataset) < 1:  # either would loop forever, the first growing a bucket
+            raise ValueError(f"TrainingBatchSampler needs batch_size >= 1 and a non-empty dataset, got "
+                             f"batch_size={batch_size} and {len(dataset)} images")
         self.size = len(dataset)
         self.batch_size = batch_size
         self.seed = seed

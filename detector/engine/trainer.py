@@ -19,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from .. import evaluation  # the module, not its names: the evaluator imports engine.distributed
 from ..analysis.anchor_stats import anchor_statistics, format_anchor_statistics
 from ..config import to_dict, to_yaml
-from ..data import DatasetError, build_dataset, build_train_loader
+from ..data import DatasetError, batches, build_dataset, build_train_loader
 from ..data.transforms import training_scale_note
 from ..errors import UserError
 from ..modeling import build_model
@@ -272,7 +272,6 @@ class Trainer:
         max_iter = cfg.train.max_iter
         loader = build_train_loader(cfg, self.train_set, cfg.solver.ims_per_batch // self.world_size,
                                     self.start_iter, self.rank, self.world_size)
-        data_iter = iter(loader)
         model.train()
         stop: Dict[str, Optional[int]] = {"signal": None}
         sums: Dict[str, torch.Tensor] = {}
@@ -280,7 +279,7 @@ class Trainer:
         bar = tqdm(total=max_iter, initial=self.start_iter, desc="training", unit="it",
                    disable=not self.progress, dynamic_ncols=True)
         iteration = self.start_iter
-        with _stop_on_signals(stop):
+        with _stop_on_signals(stop), batches(loader) as data_iter:
             while iteration < max_iter:
                 t0 = time.perf_counter()
                 try:

@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional
 import torch
 from tqdm import tqdm
 
-from ..data import CocoDetection, build_eval_loader
+from ..data import CocoDetection, batches, build_eval_loader
 from ..engine import distributed as comm
 from ..visualization import plot_pr_curves
 from .coco_eval import detections_to_coco_results, evaluate_coco, format_table, write_metrics
@@ -22,10 +22,12 @@ def run_inference(model, loader, device: torch.device, desc: str = "inference",
     was_training = model.training
     model.eval()
     detections, image_ids = [], []
-    for images, targets in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
-        outputs = model([im.to(device, non_blocking=True) for im in images])
-        detections += [{k: v.cpu() for k, v in out.items()} for out in outputs]
-        image_ids += [t["image_id"] for t in targets]
+    with batches(loader) as loaded:
+        for images, targets in tqdm(loaded, total=len(loader), desc=desc, unit="batch", disable=not progress,
+                                    leave=False):
+            outputs = model([im.to(device, non_blocking=True) for im in images])
+            detections += [{k: v.cpu() for k, v in out.items()} for out in outputs]
+            image_ids += [t["image_id"] for t in targets]
     model.train(was_training)
     return detections, image_ids
 

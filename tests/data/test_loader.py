@@ -1,5 +1,7 @@
 import itertools
 
+import pytest
+
 from detector.data import CocoDetection, TrainingBatchSampler
 
 
@@ -58,3 +60,11 @@ def test_augmentation_is_a_function_of_the_sample_seed(tiny_dataset):
     assert any(not flips[0].equal(flips[s]) for s in range(8))  # some seeds flip, some do not
     for seed in range(8):
         assert ds[(0, seed)][0].equal(flips[seed])
+
+
+@pytest.mark.parametrize("batch_size", [0, -2])
+def test_a_batch_size_below_one_is_refused_not_looped_on(tiny_dataset, batch_size):
+    # A bucket that never fills would grow without bound (about 100 MB/s) until memory runs out.
+    dataset = CocoDetection(f"{tiny_dataset}/annotations/instances_train.json", f"{tiny_dataset}/train")
+    with pytest.raises(ValueError, match="batch_size >= 1"):
+        TrainingBatchSampler(dataset, batch_size)

@@ -1,0 +1,60 @@
+"""A run always ends: an error in the middle of training, with data-loader workers, exits
+promptly with the traceback (a bug, exit 1) or the message (a user error, exit 2)."""
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+# A classification loss that fails on its third call, i.e. in the middle of training.
+FAILING_LOSS = """
+from detector.errors import UserError
+from detector.losses.focal import SigmoidFocalLoss
+from detector.registry import REGISTRY
+
+
+class FailingLoss(SigmoidFocalLoss):
+    calls = 0
+
+    def __call__(self, logits, gt_labels, *args):
+        FailingLoss.calls += 1
+        if FailingLoss.calls == 3:
+            raise {error}("injected failure at the third step")
+        return super().__call__(logits, gt_labels)
+
+
+@REGISTRY.register("cls_loss", "failing")
+def build(cfg):
+    return FailingLoss(cfg.alpha, cfg.gamma)
+"""
+
+
+def _run_failing(tmp_path, tiny_config, error, *extra, timeout=120):
+    plugin_dir = tmp_path / "plugin"
+    plugin_dir.mkdir()
+    (plugin_dir / "failing_loss.py").write_text(textwrap.dedent(FAILING_LOSS.format(error=error)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(plugin_dir), os.environ.get("PYTHONPATH", "")]))
+    cmd = [sys.executable, "-m", "detector", *extra, "train", tiny_config, "--output-dir", str(tmp_path / "out"),
+           "plugins=[failing_loss]", "loss.cls.name=failing", "data.num_workers=2", "train.max_iter=20",
+           "data.val.ann_file="]
+    start = time.monotonic()
+    # A hang shows as TimeoutExpired: the run printed its error and never exited.
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, start_new_session=True)
+    return done, time.monotonic() - start
+
+
+def test_a_bug_mid_training_with_workers_exits_1_with_its_traceback(tiny_config, tmp_path):
+    done, seconds = _run_failing(tmp_path, tiny_config, "RuntimeError")
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" in done.stderr and "RuntimeError: injected failure at the third step" in done.stderr
+    assert seconds < 90
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_user_error_mid_training_with_workers_exits_2(tiny_config, tmp_path, debug):
+    done, _ = _run_failing(tmp_path, tiny_config, "UserError", *(["--debug"] if debug else []))
+    assert done.returncode == 2, done.stderr
+    assert "injected failure at the third step" in done.stderr
+    assert ("Traceback" in done.stderr) == debug
