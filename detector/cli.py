@@ -73,7 +73,8 @@ def cmd_predict(args) -> None:
         detect, runner = OnnxDetector(args.weights), "ONNX Runtime"
     else:
         detect, runner = torch_detector(*_model_with_weights(cfg, args.weights)), "PyTorch"
-    predict(detect, paths, _class_names(cfg), args.output_dir, args.score_thresh)
+    predict(detect, paths, _class_names(cfg), args.output_dir, args.score_thresh,
+            max_image_pixels=cfg.data.max_image_pixels)
     print(f"wrote {len(paths)} drawn images and predictions.json to {args.output_dir} ({runner})")
 
 
@@ -288,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="the source state dict (.pth)")
     p.add_argument("output", help="where to write the converted checkpoint (.pth)")
     p.set_defaults(func=cmd_convert)
+    for p in sub.choices.values():  # --debug before or after the subcommand
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
     return parser
 
 

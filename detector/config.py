@@ -12,6 +12,7 @@ Defaults are the paper's (RetinaNet R50-FPN, focal loss alpha 0.25, gamma 2); on
 import dataclasses
 import math
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -21,10 +22,58 @@ import yaml
 from .errors import UserError
 
 OVERRIDE = "command-line override"
+NUM_LEVELS = 5  # the pyramid levels P3..P7, one anchor size list each
 
 
 class ConfigError(UserError):
     """A configuration problem a user can fix; the message names the key and where it was set."""
+
+
+# ----------------------------------------------------------------------------- valid values
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a field accepts beyond its type: bounds for numbers, a list of choices or a
+    pattern for strings. A list field applies it to each element; None passes (Optional)."""
+
+    ge: Optional[float] = None
+    gt: Optional[float] = None
+    le: Optional[float] = None
+    lt: Optional[float] = None
+    choices: Tuple[str, ...] = ()
+    pattern: Optional[str] = None  # a regular expression the whole string must match
+    text: Optional[str] = None  # says what is allowed where the bounds alone would not
+
+    def allows(self, value: Any) -> bool:
+        if self.choices and value not in self.choices:
+            return False
+        if self.pattern is not None and not re.fullmatch(self.pattern, value):
+            return False
+        # written as "not (v >= b)" so that NaN fails every bound
+        return not any(bound is not None and not test(value, bound) for bound, test in (
+            (self.ge, lambda v, b: v >= b), (self.gt, lambda v, b: v > b),
+            (self.le, lambda v, b: v <= b), (self.lt, lambda v, b: v < b)))
+
+    def describe(self) -> str:
+        if self.text:
+            return self.text
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        low = f">= {self.ge:g}" if self.ge is not None else f"> {self.gt:g}" if self.gt is not None else ""
+        high = f"<= {self.le:g}" if self.le is not None else f"< {self.lt:g}" if self.lt is not None else ""
+        return " and ".join(part for part in (low, high) if part)
+
+
+def param(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, **rule) -> Any:
+    """A config field with its :class:`Rule`: ``lr: float = param(0.01, gt=0)``."""
+    return field(default=default, default_factory=factory, metadata={"rule": Rule(**rule)})
+
+
+FRACTION = {"ge": 0.0, "le": 1.0}
+POSITIVE = {"gt": 0.0}
+AT_LEAST_ONE = {"ge": 1}
+NOT_NEGATIVE = {"ge": 0}
 
 
 # ----------------------------------------------------------------------------- the schema
@@ -32,47 +81,49 @@ class ConfigError(UserError):
 
 @dataclass
 class BackboneConfig:
-    name: str = "resnet50"  # resnet18 | resnet34 | resnet50 | resnet101, or a registered name
+    # resnet18 | resnet34 | resnet50 | resnet101, or a registered name
+    name: str = "resnet50"
     # None (random init), a torchvision weights name ("IMAGENET1K_V1" or
     # "ResNet50_Weights.IMAGENET1K_V1") or a local .pth file with a ResNet state dict.
     weights: Optional[str] = None
-    norm: str = "frozen_bn"  # frozen_bn | bn | sync_bn | gn
-    norm_eps: float = 1e-5
+    # SyncBatchNorm across processes is train.sync_bn on top of bn.
+    norm: str = param("frozen_bn", choices=("frozen_bn", "bn", "gn"))
+    norm_eps: float = param(1e-5, **POSITIVE)
     # 0: train everything; 1: freeze the stem; k >= 2: also freeze res2 .. res_k (layer1..).
-    freeze_at: int = 2
+    freeze_at: int = param(2, ge=0, le=5)
 
 
 @dataclass
 class FPNConfig:
-    out_channels: int = 256
-    p6_from: str = "c5"  # c5 (paper, detectron2) | p5 (torchvision v1)
+    out_channels: int = param(256, **AT_LEAST_ONE)
+    p6_from: str = param("c5", choices=("c5", "p5"))  # c5: the paper, detectron2; p5: torchvision v1
 
 
 @dataclass
 class AnchorConfig:
     # One base size per level P3..P7, multiplied by each scale (paper: 2^0, 2^(1/3), 2^(2/3)).
-    base_sizes: List[float] = field(default_factory=lambda: [32.0, 64.0, 128.0, 256.0, 512.0])
-    scales: List[float] = field(default_factory=lambda: [1.0, 2 ** (1 / 3), 2 ** (2 / 3)])
+    base_sizes: List[float] = param(factory=lambda: [32.0, 64.0, 128.0, 256.0, 512.0], **POSITIVE)
+    scales: List[float] = param(factory=lambda: [1.0, 2 ** (1 / 3), 2 ** (2 / 3)], **POSITIVE)
     # Explicit per-level size lists; when set, replaces base_sizes x scales.
     sizes: Optional[List[List[float]]] = None
-    aspect_ratios: List[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
+    aspect_ratios: List[float] = param(factory=lambda: [0.5, 1.0, 2.0], **POSITIVE)  # height / width
     # torchvision rounds the cell anchors to integers and takes each level's stride as
     # (padded input size) // (feature size); the paper and detectron2 do neither.
     round_to_int: bool = False
-    stride_mode: str = "nominal"  # nominal (8, 16, .., 128) | input_over_feature
+    stride_mode: str = param("nominal", choices=("nominal", "input_over_feature"))
 
 
 @dataclass
 class HeadConfig:
-    num_convs: int = 4
-    norm: str = "none"  # none | gn
-    prior_prob: float = 0.01
+    num_convs: int = param(4, **NOT_NEGATIVE)
+    norm: str = param("none", choices=("none", "gn"))
+    prior_prob: float = param(0.01, gt=0.0, lt=1.0)
 
 
 @dataclass
 class MatcherConfig:
-    fg_iou_thresh: float = 0.5
-    bg_iou_thresh: float = 0.4
+    fg_iou_thresh: float = param(0.5, **FRACTION)
+    bg_iou_thresh: float = param(0.4, **FRACTION)
     # Also match each ground-truth box to its best anchors when none reaches fg_iou_thresh
     # (detectron2 and torchvision do; the paper does not mention it).
     allow_low_quality_matches: bool = True
@@ -80,23 +131,23 @@ class MatcherConfig:
 
 @dataclass
 class BoxCoderConfig:
-    weights: List[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0])
-    scale_clamp: float = math.log(1000.0 / 16)
+    weights: List[float] = param(factory=lambda: [1.0, 1.0, 1.0, 1.0], **POSITIVE)
+    scale_clamp: float = param(math.log(1000.0 / 16), **POSITIVE)
 
 
 @dataclass
 class InferenceConfig:
-    score_thresh: float = 0.05
-    topk_candidates: int = 1000
-    nms_thresh: float = 0.5
-    max_detections_per_image: int = 100
+    score_thresh: float = param(0.05, ge=0.0, lt=1.0)
+    topk_candidates: int = param(1000, **AT_LEAST_ONE)
+    nms_thresh: float = param(0.5, **FRACTION)
+    max_detections_per_image: int = param(100, **AT_LEAST_ONE)
 
 
 @dataclass
 class ModelConfig:
-    num_classes: int = 80
+    num_classes: int = param(80, **AT_LEAST_ONE)
     pixel_mean: List[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
-    pixel_std: List[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    pixel_std: List[float] = param(factory=lambda: [0.229, 0.224, 0.225], **POSITIVE)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     fpn: FPNConfig = field(default_factory=FPNConfig)
     anchors: AnchorConfig = field(default_factory=AnchorConfig)
@@ -105,20 +156,20 @@ class ModelConfig:
     box_coder: BoxCoderConfig = field(default_factory=BoxCoderConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     # Run the convolutions in channels-last (NHWC) memory format, the layout tensor cores
-    # prefer on GPUs. (On the 2-core CPU demo it measured neither faster nor slower.)
+    # prefer on GPUs.
     channels_last: bool = False
 
 
 @dataclass
 class InputConfig:
-    min_size: int = 800
-    max_size: int = 1333
-    size_divisible: int = 32
+    min_size: int = param(800, **AT_LEAST_ONE)
+    max_size: int = param(1333, **AT_LEAST_ONE)
+    size_divisible: int = param(32, **AT_LEAST_ONE)
     # False: training images keep the size the train transforms give them (multi-scale
     # augmentation lives there); True: the model resizes them to min_size/max_size as at
     # test time (torchvision's behaviour). null (auto): True when the train transforms do
-    # not rescale (see data.transforms.RESCALING_TRANSFORMS), so that a model never trains
-    # at the images' native sizes while it is tested at min_size.
+    # not rescale (see RESCALING_TRANSFORMS), so that a model never trains at the images'
+    # native sizes while it is tested at min_size.
     resize_in_training: Optional[bool] = None
 
 
@@ -144,25 +195,28 @@ class SplitConfig:
 class DataConfig:
     train: SplitConfig = field(default_factory=lambda: SplitConfig(transforms=_default_train_transforms()))
     val: SplitConfig = field(default_factory=SplitConfig)
-    num_workers: int = 2
+    num_workers: int = param(2, **NOT_NEGATIVE)
     aspect_ratio_grouping: bool = True
     # False: labels are 0..K-1 in the order of the category ids. True: the label is the
     # category id itself (torchvision's COCO models: 91 slots), model.num_classes = max id + 1.
     category_ids_as_labels: bool = False
+    # An image whose header claims more pixels is refused unread (a decompression bomb: a
+    # few KB of PNG that decodes to gigabytes); 0: no limit. 200M admits a 108 MP photo.
+    max_image_pixels: int = param(200_000_000, **NOT_NEGATIVE)
 
 
 @dataclass
 class ClsLossConfig:
     name: str = "sigmoid_focal"  # sigmoid_focal | softmax_focal, or a registered name
-    alpha: float = 0.25  # < 0 disables the alpha balancing
-    gamma: float = 2.0
+    alpha: float = param(0.25, le=1.0, text="<= 1 (a weight in [0, 1], or negative for no balancing)")
+    gamma: float = param(2.0, **NOT_NEGATIVE)
 
 
 @dataclass
 class BoxLossConfig:
     name: str = "smooth_l1"  # smooth_l1 | l1 | giou, or a registered name
-    beta: float = 0.1  # smooth_l1 only
-    weight: float = 1.0
+    beta: float = param(0.1, **NOT_NEGATIVE)  # smooth_l1 only
+    weight: float = param(1.0, **NOT_NEGATIVE)
 
 
 @dataclass
@@ -171,43 +225,45 @@ class LossConfig:
     box: BoxLossConfig = field(default_factory=BoxLossConfig)
     # 0: divide by this batch's number of foreground anchors (the paper). In (0, 1): divide
     # by an exponential moving average of it with this momentum (detectron2 uses 0.9).
-    normalizer_momentum: float = 0.0
+    normalizer_momentum: float = param(0.0, ge=0.0, lt=1.0)
 
 
 @dataclass
 class SolverConfig:
-    optimizer: str = "sgd"  # sgd | adamw
-    base_lr: float = 0.01  # for ims_per_batch images per step (paper: 0.01 at 16)
-    momentum: float = 0.9  # sgd only
-    weight_decay: float = 1e-4  # not applied to biases and normalisation layers
-    ims_per_batch: int = 16  # in total, over all processes
-    lr_schedule: str = "step"  # step | cosine
-    steps: List[int] = field(default_factory=lambda: [60000, 80000])  # step schedule only
-    gamma: float = 0.1  # step schedule only
-    warmup_iters: int = 1000
-    warmup_factor: float = 0.001
-    clip_grad_norm: float = 0.0  # 0: no clipping
+    optimizer: str = param("sgd", choices=("sgd", "adamw"))
+    base_lr: float = param(0.01, **POSITIVE)  # for ims_per_batch images per step (paper: 0.01 at 16)
+    momentum: float = param(0.9, ge=0.0, lt=1.0)  # sgd only
+    weight_decay: float = param(1e-4, **NOT_NEGATIVE)  # not applied to biases and normalisation layers
+    ims_per_batch: int = param(16, **AT_LEAST_ONE)  # in total, over all processes
+    lr_schedule: str = param("step", choices=("step", "cosine"))
+    steps: List[int] = param(factory=lambda: [60000, 80000], **NOT_NEGATIVE)  # step schedule only
+    gamma: float = param(0.1, gt=0.0, le=1.0)  # step schedule only
+    warmup_iters: int = param(1000, **NOT_NEGATIVE)
+    warmup_factor: float = param(0.001, gt=0.0, le=1.0)
+    clip_grad_norm: float = param(0.0, **NOT_NEGATIVE)  # 0: no clipping
 
 
 @dataclass
 class TrainConfig:
-    max_iter: int = 90000
-    device: str = "auto"  # auto (cuda when available) | cuda | cpu | cuda:N
+    max_iter: int = param(90000, **AT_LEAST_ONE)
+    # auto (cuda when available) | cpu | cuda | cuda:N
+    device: str = param("auto", pattern=r"auto|cpu|cuda(:\d+)?", text="auto, cpu, cuda or cuda:N")
     amp: bool = False  # mixed precision (autocast); losses stay float32
-    amp_dtype: str = "auto"  # auto (bfloat16 where supported, else float16) | bfloat16 | float16 (CUDA, scaled)
+    # auto (bfloat16 where supported, else float16) | bfloat16 | float16 (CUDA, scaled)
+    amp_dtype: str = param("auto", choices=("auto", "bfloat16", "float16"))
     compile: bool = False  # torch.compile the backbone, FPN and head (the dense layers)
-    log_period: int = 20
-    checkpoint_period: int = 5000
-    keep_checkpoints: int = 0  # keep only the newest K periodic checkpoints; 0 keeps all
-    sync_bn: bool = False  # SyncBatchNorm across DDP processes (CUDA only), for norm: bn
-    eval_period: int = 0  # 0: evaluate only at the end
-    seed: int = 0
+    log_period: int = param(20, **AT_LEAST_ONE)
+    checkpoint_period: int = param(5000, **AT_LEAST_ONE)
+    keep_checkpoints: int = param(0, **NOT_NEGATIVE)  # keep only the newest K periodic checkpoints; 0 keeps all
+    sync_bn: bool = False  # SyncBatchNorm across DDP processes (CUDA only), for backbone.norm bn
+    eval_period: int = param(0, **NOT_NEGATIVE)  # 0: evaluate only at the end
+    seed: int = param(0, ge=0, lt=2 ** 32)  # NumPy takes seeds in [0, 2^32)
 
 
 @dataclass
 class EvalConfig:
-    backend: str = "auto"  # auto | pycocotools | faster_coco_eval
-    ims_per_batch: int = 8
+    backend: str = param("auto", choices=("auto", "hotcoco", "faster_coco_eval", "pycocotools"))
+    ims_per_batch: int = param(8, **AT_LEAST_ONE)
 
 
 @dataclass
@@ -220,7 +276,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     plugins: List[str] = field(default_factory=list)  # modules imported before building
-    output_dir: str = "output"
+    output_dir: str = param("output", pattern=r".*\S.*", text="a directory path")
 
 
 # ----------------------------------------------------------------------------- loading
@@ -233,7 +289,36 @@ def load_config(path: str, overrides: Sequence[str] = ()) -> Config:
         key, value = parse_override(item)
         _set_dotted(data, key, value)
         origins[key] = OVERRIDE
-    return from_dict(Config, data, origins)
+    cfg = from_dict(Config, data, origins)
+    _check_relations(cfg, origins)
+    return cfg
+
+
+def _check_relations(cfg: Config, origins: Dict[str, str]) -> None:
+    """The few rules that tie one field to another."""
+    m = cfg.model
+    problems = []
+    if m.matcher.bg_iou_thresh > m.matcher.fg_iou_thresh:
+        problems.append(("model.matcher.bg_iou_thresh", f"<= model.matcher.fg_iou_thresh ({m.matcher.fg_iou_thresh})",
+                         m.matcher.bg_iou_thresh))
+    if cfg.input.max_size < cfg.input.min_size:
+        problems.append(("input.max_size", f">= input.min_size ({cfg.input.min_size})", cfg.input.max_size))
+    for key, values, length in (("model.pixel_mean", m.pixel_mean, 3), ("model.pixel_std", m.pixel_std, 3),
+                                ("model.box_coder.weights", m.box_coder.weights, 4),
+                                ("model.anchors.base_sizes", m.anchors.base_sizes, NUM_LEVELS)):
+        if len(values) != length:
+            problems.append((key, f"a list of {length} numbers", values))
+    if m.anchors.sizes is not None:
+        sizes = m.anchors.sizes
+        if len(sizes) != NUM_LEVELS or len({len(level) for level in sizes}) != 1 or not sizes[0] or \
+                not all(v > 0 for level in sizes for v in level):
+            problems.append(("model.anchors.sizes", f"{NUM_LEVELS} lists (P3..P7) of as many positive sizes each",
+                             sizes))
+    if not m.anchors.scales or not m.anchors.aspect_ratios:
+        problems.append(("model.anchors.scales", "non-empty, as must aspect_ratios", m.anchors.scales))
+    if problems:
+        key, allowed, value = problems[0]
+        raise ConfigError(f"config key '{key}' must be {allowed}, got {value!r}{_where(origins, key)}")
 
 
 def parse_override(item: str) -> Tuple[str, Any]:
@@ -344,8 +429,20 @@ def from_dict(cls, data: Any, origins: Optional[Dict[str, str]] = None, prefix: 
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name in data:
-            kwargs[f.name] = _coerce(hints[f.name], data[f.name], f"{prefix}{f.name}", origins)
+            key = f"{prefix}{f.name}"
+            kwargs[f.name] = value = _coerce(hints[f.name], data[f.name], key, origins)
+            rule = f.metadata.get("rule")
+            if rule is not None:
+                _check_rule(rule, value, key, origins)
     return cls(**kwargs)
+
+
+def _check_rule(rule: Rule, value: Any, key: str, origins: Dict[str, str]) -> None:
+    values = value if isinstance(value, list) else [value]
+    for index, v in enumerate(values):
+        if v is not None and not rule.allows(v):
+            element = f"{key}[{index}]" if isinstance(value, list) else key
+            raise ConfigError(f"config key '{element}' must be {rule.describe()}, got {v!r}{_where(origins, key)}")
 
 
 def _where(origins: Dict[str, str], dotted: str) -> str:
@@ -389,14 +486,17 @@ def _coerce(tp, value: Any, key: str, origins: Dict[str, str]):
             return int(value)
         _type_error(key, "an integer", value, origins)
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+            number = float(value)
+        elif isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        _type_error(key, "a number", value, origins)
+        if number is not None and math.isfinite(number):
+            return number
+        _type_error(key, "a finite number", value, origins)
     if tp is str:
         if isinstance(value, str):
             return value
@@ -417,6 +517,18 @@ def _strip_index(key: str) -> str:
 
 
 # ----------------------------------------------------------------------------- output
+
+
+def differences(before: Dict[str, Any], after: Dict[str, Any], prefix: str = "") -> List[str]:
+    """``"key: A -> B"`` for every dotted key whose value differs between two config dicts."""
+    lines = []
+    for key in sorted(set(before) | set(after)):
+        a, b = before.get(key), after.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            lines += differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            lines.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return lines
 
 
 def to_dict(cfg) -> Dict[str, Any]:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
-from .errors import UserError
+from .errors import UserError, require
 from .modeling.retinanet import RetinaNet
 
 MIN_OPSET = 11  # Resize with dynamic sizes and NonMaxSuppression need opset 11
@@ -109,6 +109,7 @@ def export_onnx(model: RetinaNet, output: str, opset: int = DEFAULT_OPSET) -> st
     directory = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(directory) or not os.access(directory, os.W_OK):
         raise OSError(f"cannot write {output}: {directory} is not a writable directory")
+    require("onnx", "export", "detector export")
     was_training = model.training
     wrapper = ExportableRetinaNet(model).cpu().eval()
     example = torch.zeros(96, 128, 3, dtype=torch.uint8)
@@ -132,21 +133,12 @@ def export_onnx(model: RetinaNet, output: str, opset: int = DEFAULT_OPSET) -> st
     return output
 
 
-def _onnxruntime():
-    try:
-        import onnxruntime
-    except ImportError:
-        raise UserError("ONNX Runtime is not installed: pip install onnx onnxruntime (the project's 'export' "
-                        "extra, which make installs)") from None
-    return onnxruntime
-
-
 class OnnxDetector:
     """An exported graph run by ONNX Runtime on the CPU: ``detector(image)`` with ``image``
     ``[H, W, 3]`` uint8 RGB returns ``{"boxes", "scores", "labels"}`` as numpy arrays."""
 
     def __init__(self, path: str, threads: int = 0) -> None:
-        ort = _onnxruntime()
+        ort = require("onnxruntime", "export", "running an exported .onnx graph")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"no such ONNX file: {path}")
         options = ort.SessionOptions()

@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
-from .errors import UserError
+from .errors import UserError, require
 
 JOB_ID_FILE = "job_id"  # in each run directory: the cluster's id of its newest job
 CLUSTERS = ("slurm", "local")
@@ -88,11 +88,7 @@ def make_executor(cluster: str, options: SlurmOptions, output_dir: str):
     """A submitit executor for ``cluster`` with one task per job on one node."""
     if cluster not in CLUSTERS:
         raise UserError(f"unknown cluster '{cluster}'; valid: {', '.join(CLUSTERS)}")
-    try:
-        import submitit
-    except ImportError:
-        raise UserError("--launcher slurm needs submitit: pip install submitit (the project's 'cluster' "
-                        "extra, which make installs)") from None
+    submitit = require("submitit", "cluster", f"--launcher {'slurm' if cluster == 'slurm' else 'submitit-local'}")
     folder = options.folder or os.path.join(output_dir, "submitit")
     try:
         executor = submitit.AutoExecutor(folder=folder, cluster=cluster, slurm_max_num_timeout=options.max_requeues,

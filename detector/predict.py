@@ -9,7 +9,7 @@ from PIL import Image
 from torchvision.utils import draw_bounding_boxes
 from tqdm import tqdm
 
-from .data.image import read_image
+from .data.image import DEFAULT_MAX_PIXELS, read_image
 from .errors import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -30,16 +30,16 @@ def find_images(inputs: Sequence[str]) -> List[str]:
     return paths
 
 
-def _read(path: str) -> np.ndarray:
+def _read(path: str, max_pixels: int) -> np.ndarray:
     try:
-        return read_image(path)
+        return read_image(path, max_pixels)
     except (OSError, SyntaxError) as e:
         raise UserError(f"cannot read image {path}: {e}") from None
 
 
 def predict(detect: Callable[[np.ndarray], Dict[str, np.ndarray]], paths: Sequence[str],
             class_names: Sequence[str], output_dir: str, score_thresh: float = 0.3,
-            progress: bool = True) -> List[Dict]:
+            progress: bool = True, max_image_pixels: int = DEFAULT_MAX_PIXELS) -> List[Dict]:
     """Write ``output_dir/predictions.json`` and a drawn copy of each image; return the records.
 
     ``detect`` maps a ``[H, W, 3]`` uint8 RGB image to ``{"boxes" [D, 4] xyxy px, "scores" [D],
@@ -49,7 +49,7 @@ def predict(detect: Callable[[np.ndarray], Dict[str, np.ndarray]], paths: Sequen
     os.makedirs(output_dir, exist_ok=True)
     records = []
     for path in tqdm(paths, desc="predicting", unit="img", disable=not progress):
-        array = _read(path)
+        array = _read(path, max_image_pixels)
         det = detect(array)
         keep = det["scores"] >= score_thresh
         boxes, scores, labels = (torch.as_tensor(det[k][keep]) for k in ("boxes", "scores", "labels"))

@@ -121,7 +121,7 @@ def test_16_bit_and_cmyk_images_train(tiny_config, data_copy, tmp_path, mode):
 
 @pytest.mark.parametrize("override,expected", [
     ("model.nonsense=1", "unknown config key 'model.nonsense'"),
-    ("solver.base_lr=fast", "'solver.base_lr' must be a number"),
+    ("solver.base_lr=fast", "'solver.base_lr' must be a finite number"),
     ("solver.steps=[1, 2", "'solver.steps' must be a list"),
     ("justakey", "unrecognized arguments"),
 ])
@@ -185,3 +185,41 @@ def test_malicious_checkpoints_are_refused_everywhere(tiny_config, tmp_path, cap
     _run(capsys, ["train", tiny_config, "--output-dir", str(tmp_path / "b"), f"model.backbone.weights={evil}"],
          "refused for safety")
     assert not (tmp_path / "pwned.txt").exists()
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_decompression_bomb_is_a_data_error_naming_the_file(tiny_config, data_copy, tmp_path, capsys, workers):
+    from tests.data.test_image import write_bomb
+
+    write_bomb(data_copy / "train" / "000003.png")
+    err = _run(capsys, _train_args(tiny_config, data_copy, tmp_path, "train.max_iter=10", "data.train.transforms=[]",
+                                   f"data.num_workers={workers}"), "000003.png")
+    assert "image id 3" in err and "data.max_image_pixels" in err
+    capsys.readouterr()
+    args = _train_args(tiny_config, data_copy, tmp_path)
+    assert main(["check-data", *[a for a in args[1:] if a not in ("--output-dir", str(tmp_path / "out"))
+                                 and not a.startswith("train.")]]) == 2
+    out = capsys.readouterr().out
+    assert "000003.png" in out and "30000x30000" in out
+
+
+def test_predict_refuses_a_decompression_bomb_by_name(tiny_config, tmp_path, capsys):
+    from tests.data.test_image import write_bomb
+
+    assert main(["train", tiny_config, "--output-dir", str(tmp_path / "run"), "train.max_iter=1",
+                 "data.val.ann_file="]) == 0
+    bomb = write_bomb(tmp_path / "bomb.png")
+    err = _run(capsys, ["predict", tiny_config, "--weights", str(tmp_path / "run" / "model_final.pth"), str(bomb),
+                        "--output-dir", str(tmp_path / "pred")], "bomb.png")
+    assert "data.max_image_pixels" in err
+
+
+def test_resume_after_the_architecture_changed_says_what_changed(tiny_config, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(["train", tiny_config, "--output-dir", out, "train.max_iter=2", "data.val.ann_file="]) == 0
+    capsys.readouterr()
+    err = _run(capsys, ["train", tiny_config, "--output-dir", out, "--resume", "train.max_iter=4",
+                        "data.val.ann_file=", "model.head.num_convs=2", "model.fpn.out_channels=16"],
+               "--resume: ")
+    assert "model.head.num_convs: 1 -> 2" in err and "model.fpn.out_channels: 32 -> 16" in err
+    assert "in the checkpoint" in err and "in the model" in err  # the shapes that differ

@@ -113,15 +113,16 @@ def test_class_names_follow_the_label_convention(tiny_config, tiny_dataset):
     assert slots == ["class_0"] + names  # label = category id; slot 0 has no category
 
 
-def test_a_bug_keeps_its_traceback_and_exits_1(tiny_config, monkeypatch):
+def test_a_bug_keeps_its_traceback_and_exits_1(tiny_config, monkeypatch, capsys):
     import detector.cli as cli
 
     def buggy(args):
         return {}["missing"]  # a KeyError that is nobody's data problem
 
     monkeypatch.setattr(cli, "cmd_config", buggy)
-    with pytest.raises(KeyError):
-        main(["config", tiny_config])
+    assert main(["config", tiny_config]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "KeyError: 'missing'" in err
     code = ("import sys, detector.cli as c\n"
             "c.cmd_config = lambda args: {}['missing']\n"
             f"sys.exit(c.main(['config', {tiny_config!r}]))")
@@ -143,3 +144,33 @@ def test_out_of_gpu_memory_says_what_to_change(tiny_config, monkeypatch, capsys)
     err = capsys.readouterr().err
     assert "ran out of memory" in err and "solver.ims_per_batch" in err and "train.amp=true" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_goes_before_or_after_the_subcommand(capsys, where):
+    args = ["config", "configs/demo/shapes_focal.yaml", "solver.base_lr=-1"]
+    args = ["--debug", *args] if where == "before" else [*args, "--debug"]
+    assert main(args) == 2
+    assert "Traceback" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("module,extra,command", [
+    ("onnx", "export", "export"), ("submitit", "cluster", "ablate"), ("faster_coco_eval", "fast", "eval")])
+def test_a_missing_optional_package_names_the_extra_that_installs_it(tmp_path, tiny_config, module, extra, command):
+    # the package made unimportable in a fresh interpreter, as if it were not installed
+    script = (f"import sys; sys.modules[{module!r}] = None\n"
+              "from detector.cli import main\n"
+              f"sys.exit(main(sys.argv[1:]))")
+    args = {"export": ["export", tiny_config, "--weights", str(tmp_path / "w.pth"), "--output", str(tmp_path / "m.onnx")],
+            "ablate": ["ablate", tiny_config, "--alpha", "0.25", "--gamma", "2", "--launcher", "submitit-local",
+                       "--output-dir", str(tmp_path / "abl")],
+            "eval": ["eval", tiny_config, "--weights", str(tmp_path / "w.pth"), "eval.backend=faster_coco_eval"]}[command]
+    if command != "ablate":
+        import torch
+
+        from detector.config import load_config
+        from detector.modeling import build_model
+        torch.save({"model": build_model(load_config(tiny_config)).state_dict()}, tmp_path / "w.pth")
+    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert f"pip install 'detector[{extra}]'" in done.stderr and "Traceback" not in done.stderr

@@ -1,4 +1,7 @@
 import math
+import os
+import re
+import typing
 
 import pytest
 import yaml
@@ -75,9 +78,9 @@ def test_unknown_override_key_names_the_override(tmp_path):
     ("model.num_classes=three", r"'model.num_classes' must be an integer, got 'three'"),
     ("model.num_classes=2.5", r"'model.num_classes' must be an integer"),
     ("model.num_classes=true", r"'model.num_classes' must be an integer"),
-    ("loss.cls.gamma=[1, 2]", r"'loss.cls.gamma' must be a number"),
+    ("loss.cls.gamma=[1, 2]", r"'loss.cls.gamma' must be a finite number"),
     ("model.anchors.aspect_ratios=1.0", r"'model.anchors.aspect_ratios' must be a list"),
-    ("model.anchors.aspect_ratios=[1, x]", r"'model.anchors.aspect_ratios\[1\]' must be a number"),
+    ("model.anchors.aspect_ratios=[1, x]", r"'model.anchors.aspect_ratios\[1\]' must be a finite number"),
     ("model.matcher.allow_low_quality_matches=maybe", r"must be true or false"),
     ("model=3", r"'model' must be a mapping"),
 ])
@@ -139,4 +142,58 @@ def test_every_preset_loads():
                if "/_base_/" not in p and "/grids/" not in p]
     assert presets
     for path in presets:
+        load_config(path)
+
+
+def _ruled_fields(cls=Config, prefix=""):
+    """(dotted key, field type, Rule) for every field of the schema that declares one."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            yield from _ruled_fields(hints[f.name], f"{prefix}{f.name}.")
+        elif "rule" in f.metadata:
+            yield f"{prefix}{f.name}", hints[f.name], f.metadata["rule"]
+
+
+def _outside(tp, rule):
+    """A value of the field's type that its rule refuses."""
+    if rule.choices or rule.pattern:
+        return "'no such value'" if rule.pattern is None or "S" not in rule.pattern else "' '"
+    value = (rule.ge - 1 if rule.ge is not None else rule.gt if rule.gt is not None
+             else rule.le + 1 if rule.le is not None else rule.lt)
+    is_list = typing.get_origin(tp) is list
+    inner = typing.get_args(tp)[0] if is_list else tp
+    value = int(value) if inner is int else float(value)
+    return f"[{value}]" if is_list else str(value)
+
+
+@pytest.mark.parametrize("key,tp,rule", list(_ruled_fields()), ids=[k for k, _, _ in _ruled_fields()])
+def test_every_declared_range_is_enforced_by_key(key, tp, rule):
+    with pytest.raises(ConfigError, match=rf"config key '{re.escape(key)}(\[0\])?' must be .* \(set in command-line"):
+        load_config("configs/demo/shapes_focal.yaml", [f"{key}={_outside(tp, rule)}"])
+
+
+@pytest.mark.parametrize("override,allowed", [
+    ("solver.base_lr=-1", "> 0"), ("train.max_iter=0", ">= 1"), ("train.checkpoint_period=0", ">= 1"),
+    ("train.log_period=0", ">= 1"), ("loss.cls.gamma=-1", ">= 0"), ("loss.cls.alpha=1.5", "<= 1"),
+    ("train.device=gpu", "auto, cpu, cuda or cuda:N"), ("solver.ims_per_batch=0", ">= 1"),
+    ("loss.cls.alpha=.nan", "a finite number"), ("model.matcher.bg_iou_thresh=0.6", "<= model.matcher.fg_iou_thresh"),
+    ("input.max_size=64", ">= input.min_size"),
+])
+def test_config_command_refuses_nonsense_naming_key_value_and_what_is_allowed(override, allowed, capsys):
+    from detector.cli import main
+
+    assert main(["config", "configs/demo/shapes_focal.yaml", override]) == 2
+    err = capsys.readouterr().err
+    key, value = override.split("=")
+    assert f"config key '{key}' must be {allowed}" in err and "command-line override" in err, err
+
+
+def test_a_value_out_of_range_in_a_file_names_the_file(tmp_path):
+    path = _write(tmp_path / "bad.yaml", "_base_: " + os.path.abspath("configs/demo/shapes_focal.yaml")
+                  + "\nsolver:\n  base_lr: -0.1\n")
+    with pytest.raises(ConfigError, match=r"'solver.base_lr' must be > 0, got -0.1 \(set in .*bad.yaml\)"):
         load_config(path)

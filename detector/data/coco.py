@@ -13,7 +13,7 @@ from PIL import UnidentifiedImageError
 from pycocotools.coco import COCO
 
 from ..errors import UserError
-from .image import read_image, upright_size
+from .image import DEFAULT_MAX_PIXELS, ImageTooLarge, read_image, upright_size
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,8 @@ class CocoDetection(torch.utils.data.Dataset):
     """
 
     def __init__(self, ann_file: str, img_dir: str, transforms: Optional[Callable] = None,
-                 filter_empty: bool = False, category_ids_as_labels: bool = False) -> None:
+                 filter_empty: bool = False, category_ids_as_labels: bool = False,
+                 max_image_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         data = _load_json(ann_file)
         validate_coco(data, ann_file)
         if not os.path.isdir(img_dir):
@@ -107,6 +108,7 @@ class CocoDetection(torch.utils.data.Dataset):
         self.ann_file = ann_file
         self.img_dir = img_dir
         self.transforms = transforms
+        self.max_image_pixels = max_image_pixels
         category_ids = sorted(self.coco.cats)
         if category_ids_as_labels:
             if category_ids[0] < 0:
@@ -171,9 +173,11 @@ class CocoDetection(torch.utils.data.Dataset):
         image_id = self.ids[index]
         path = self.image_path(index)
         try:
-            image = read_image(path)
+            image = read_image(path, self.max_image_pixels)
         except FileNotFoundError:
             raise DatasetError(f"image file not found: {path} (image id {image_id} in {self.ann_file})") from None
+        except ImageTooLarge as e:
+            raise DatasetError(f"image {path} (image id {image_id} in {self.ann_file}): {e}") from None
         except (UnidentifiedImageError, OSError, SyntaxError) as e:
             raise DatasetError(f"cannot read image {path} (image id {image_id} in {self.ann_file}): "
                                f"{e}; the file is truncated or not an image") from None
@@ -258,7 +262,7 @@ class CocoDetection(torch.utils.data.Dataset):
         problems = []
         for index in tqdm(range(len(self)), desc="checking images", unit="img", disable=not progress):
             try:
-                size = upright_size(self.image_path(index))
+                size = upright_size(self.image_path(index), self.max_image_pixels)
             except (OSError, SyntaxError):
                 size = None  # missing or not an image: load_image below names the problem
             problem = self._size_problem(index, *size) if size else None

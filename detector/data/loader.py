@@ -151,7 +151,8 @@ def build_dataset(cfg, split: str, training: bool) -> CocoDetection:
         raise UserError(f"data.{split}.ann_file is not set; point it at a COCO-format json")
     transforms = build_transforms(s.transforms, seed=cfg.train.seed) if training else None
     dataset = CocoDetection(s.ann_file, s.img_dir, transforms=transforms, filter_empty=s.filter_empty,
-                            category_ids_as_labels=cfg.data.category_ids_as_labels)
+                            category_ids_as_labels=cfg.data.category_ids_as_labels,
+                            max_image_pixels=cfg.data.max_image_pixels)
     if dataset.num_classes != cfg.model.num_classes:
         raise DatasetError(
             f"{s.ann_file} has {dataset.num_classes} classes but model.num_classes={cfg.model.num_classes}; "

@@ -1,7 +1,9 @@
 """Checkpoints: atomic writes, a ``last_checkpoint`` pointer, safe loading, conversion."""
+import errno
 import logging
 import os
 import random
+import shutil
 from typing import Any, Dict, Optional
 
 import numpy as np
@@ -34,20 +36,28 @@ def load_model_weights(model: torch.nn.Module, path: str) -> None:
     """Load ``path`` into ``model``; a checkpoint of another architecture or class count is an
     error that says which tensors do not fit."""
     state = load_state_dict(path)
-    own = model.state_dict()
-    missing, unexpected, wrong = state_dict_mismatch(own, state)
-    if missing or unexpected or wrong:
-        hint = ""
-        if any(k.startswith("head.cls_score") for k in wrong):
-            hint = (f" The classification layer has {state['head.cls_score.weight'].shape[0]} outputs in the "
-                    f"checkpoint and {own['head.cls_score.weight'].shape[0]} in the model: check "
-                    "model.num_classes and loss.cls.name.")
-        raise UserError(
-            f"{path} does not fit the model of this config: {len(missing)} tensors missing, "
-            f"{len(unexpected)} unexpected, {len(wrong)} of another shape "
-            f"(first: {(wrong + missing + unexpected)[0]}).{hint}"
-        )
+    problem = describe_mismatch(model.state_dict(), state)
+    if problem:
+        raise UserError(f"{path} does not fit the model of this config: {problem}")
     model.load_state_dict(state)
+
+
+def describe_mismatch(own: Dict[str, torch.Tensor], state: Dict[str, torch.Tensor]) -> str:
+    """Which tensors of ``state`` do not fit a model whose state dict is ``own``, with their
+    shapes ("" when all fit)."""
+    missing, unexpected, wrong = state_dict_mismatch(own, state)
+    if not (missing or unexpected or wrong):
+        return ""
+    parts = [f"{len(missing)} tensors missing, {len(unexpected)} unexpected, {len(wrong)} of another shape"]
+    parts += [f"{k}: {tuple(state[k].shape)} in the checkpoint, {tuple(own[k].shape)} in the model" for k in wrong[:3]]
+    parts += [f"missing: {', '.join(missing[:3])}"] if missing else []
+    parts += [f"unexpected: {', '.join(unexpected[:3])}"] if unexpected else []
+    message = "; ".join(parts) + "."
+    if any(k.startswith("head.cls_score") for k in wrong):
+        message += (f" The classification layer has {state['head.cls_score.weight'].shape[0]} outputs in the "
+                    f"checkpoint and {own['head.cls_score.weight'].shape[0]} in the model: check model.num_classes "
+                    "and loss.cls.name.")
+    return message
 
 
 def rng_state() -> Dict[str, Any]:
@@ -93,6 +103,11 @@ def save_checkpoint(state: Dict[str, Any], output_dir: str, name: str, keep: int
     return path
 
 
+class CheckpointWriteError(UserError):
+    """A checkpoint could not be written (a full disk, a file-size limit); the previous one
+    and the ``last_checkpoint`` pointer are untouched."""
+
+
 def _atomic_write(path: str, write) -> None:
     tmp = f"{path}.tmp.{os.getpid()}"
     try:
@@ -101,9 +116,28 @@ def _atomic_write(path: str, write) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        # torch.save reports a failed write as RuntimeError ("[enforce fail at inline_container.cc]
+        # unexpected pos", "PytorchStreamWriter failed writing file"); any other RuntimeError is a bug.
+        if isinstance(e, RuntimeError) and not any(s in str(e) for s in ("inline_container", "StreamWriter")):
+            raise
+        raise CheckpointWriteError(f"could not write checkpoint {path}: {_write_failure(e, path)}") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _write_failure(error: Exception, path: str) -> str:
+    """Why a write failed, in words: from errno when there is one, else from the free space."""
+    if getattr(error, "errno", None) == errno.ENOSPC:
+        return "no space left on the device"
+    if getattr(error, "errno", None) == errno.EFBIG:
+        return "file too large (a file-size limit, ulimit -f)"
+    if isinstance(error, OSError):
+        return error.strerror or str(error)
+    free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+    return (f"file too large or no space left on the device ({free / 2 ** 20:.0f} MiB free); the previous "
+            "checkpoint is kept")
 
 
 def last_checkpoint(output_dir: str) -> Optional[str]:

@@ -26,6 +26,11 @@ def is_main_process() -> bool:
     return get_rank() == 0
 
 
+def launch_rank() -> int:
+    """This process's rank as torchrun set it, before the process group is joined."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 

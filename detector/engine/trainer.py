@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, Dict, Optional
 
 import numpy as np
@@ -18,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .. import evaluation  # the module, not its names: the evaluator imports engine.distributed
 from ..analysis.anchor_stats import anchor_statistics, format_anchor_statistics
-from ..config import to_dict, to_yaml
+from ..config import differences, to_dict, to_yaml
 from ..data import DatasetError, batches, build_dataset, build_train_loader
 from ..data.transforms import training_scale_note
 from ..errors import UserError
@@ -26,7 +26,15 @@ from ..modeling import build_model
 from ..visualization import plot_losses
 from . import distributed as comm
 from . import environment
-from .checkpoint import last_checkpoint, load_training_state, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (
+    describe_mismatch,
+    last_checkpoint,
+    load_training_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from .lock import DirectoryLock
 from .optim import build_lr_scheduler, build_optimizer
 
 logger = logging.getLogger(__name__)
@@ -218,6 +226,15 @@ class Trainer:
             logger.info("--resume: no checkpoint in %s yet, starting from scratch", self.output_dir)
             return 0
         state = load_training_state(path)
+        problem = describe_mismatch(self.model.state_dict(), state["model"])
+        if problem:
+            changed = [d for d in differences(state.get("config") or {}, to_dict(self.cfg))
+                       if d.startswith(("model.", "loss.cls.name"))]
+            raise UserError(
+                f"--resume: {path} does not fit the model of this config: {problem} The run's checkpoint was "
+                "made with another architecture" + (": " + "; ".join(changed) if changed else "") + ". Resume "
+                "with the run's own config.yaml, or start a new run in another --output-dir (model.weights "
+                "initialises a new run from these weights where they fit)")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -351,19 +368,23 @@ class Trainer:
 
 
 def train(cfg, resume: bool = False, progress: bool = True) -> Dict[str, Any]:
-    """Train ``cfg`` in ``cfg.output_dir``; returns the final COCO stats (empty without val)."""
+    """Train ``cfg`` in ``cfg.output_dir``; returns the final COCO stats (empty without val).
+
+    The directory is locked for the run (under torchrun by rank 0): a second run started on
+    it stops with :class:`~detector.engine.lock.DirectoryInUse` before it writes anything."""
     prepare_output_dir(cfg.output_dir)
-    log_file = logging.FileHandler(os.path.join(cfg.output_dir, "log.txt"))
-    log_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    package_logger = logging.getLogger("detector")
-    package_logger.addHandler(log_file)
-    try:
-        trainer = Trainer(cfg, resume=resume, progress=progress)
-        if not trainer.main:  # rank-0 logging only
+    with DirectoryLock(cfg.output_dir, "training run") if comm.launch_rank() == 0 else nullcontext():
+        log_file = logging.FileHandler(os.path.join(cfg.output_dir, "log.txt"))
+        log_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        package_logger = logging.getLogger("detector")
+        package_logger.addHandler(log_file)
+        try:
+            trainer = Trainer(cfg, resume=resume, progress=progress)
+            if not trainer.main:  # rank-0 logging only
+                package_logger.removeHandler(log_file)
+                package_logger.setLevel(logging.WARNING)
+            return trainer.run()
+        finally:
             package_logger.removeHandler(log_file)
-            package_logger.setLevel(logging.WARNING)
-        return trainer.run()
-    finally:
-        package_logger.removeHandler(log_file)
-        log_file.close()
-        comm.shutdown()
+            log_file.close()
+            comm.shutdown()

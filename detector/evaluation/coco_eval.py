@@ -10,6 +10,7 @@ what a loss does to background false positives, the focal loss's claim, shows th
 """
 import contextlib
 import copy
+import importlib.util
 import io
 import json
 import logging
@@ -18,33 +19,28 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import require
 
 logger = logging.getLogger(__name__)
 logging.getLogger("faster_coco_eval").setLevel(logging.WARNING)  # it logs every COCOeval line at INFO
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
-BACKENDS = ("auto", "hotcoco", "faster_coco_eval", "pycocotools")
-MODULES = {"hotcoco": "hotcoco", "faster_coco_eval": "faster_coco_eval", "pycocotools": "pycocotools"}
+BACKENDS = ("auto", "hotcoco", "faster_coco_eval", "pycocotools")  # a backend is named as its module
 TIDE_ERRORS = ("Cls", "Loc", "Both", "Dupe", "Bkg", "Miss")
 
 
 def _installed(backend: str) -> bool:
-    try:
-        __import__(MODULES[backend])
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec(backend) is not None
 
 
 def resolve_backend(backend: str) -> str:
+    """``eval.backend`` -> the module that evaluates: ``auto`` is the first one installed."""
     if backend not in BACKENDS:
-        raise UserError(f"eval.backend must be one of {', '.join(BACKENDS)}, got '{backend}'")
+        raise ValueError(f"eval.backend must be one of {', '.join(BACKENDS)}, got '{backend}'")
     if backend == "auto":
         return next(b for b in BACKENDS[1:] if _installed(b))
-    if not _installed(backend):
-        raise UserError(f"eval.backend={backend} but {MODULES[backend]} is not installed: pip install "
-                        f"{MODULES[backend].replace('_', '-')}, or use eval.backend=auto")
+    if backend == "faster_coco_eval":  # the one backend that is not a dependency
+        require(backend, "fast", "eval.backend=faster_coco_eval")
     return backend
 
 

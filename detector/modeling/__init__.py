@@ -1,6 +1,5 @@
 """The RetinaNet model; :func:`build_model` is the one place that reads ``cfg.model``."""
 from ..data.transforms import resize_in_training
-from ..errors import UserError
 from ..losses import build_box_loss, build_cls_loss
 from ..registry import REGISTRY, load_plugins
 from . import backbone as _backbone  # noqa: F401  (registers the ResNets)
@@ -26,8 +25,6 @@ def anchor_sizes(cfg) -> list:
 def build_model(cfg) -> RetinaNet:
     load_plugins(cfg.plugins)
     m = cfg.model
-    if m.num_classes < 1:
-        raise UserError(f"model.num_classes must be >= 1, got {m.num_classes}")
     cls_loss = build_cls_loss(cfg)
     backbone = REGISTRY.get("backbone", m.backbone.name)(cfg)
     fpn = FPN(backbone.out_channels, m.fpn.out_channels, m.fpn.p6_from)

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from detector.cli import main
-from detector.data.image import EXIF_ORIENTATION, read_image, upright_size
+from detector.data.image import EXIF_ORIENTATION, ImageTooLarge, read_image, upright_size
 
 
 def _upright():
@@ -94,3 +94,40 @@ def test_predict_draws_an_oriented_photo_upright(tiny_config, tmp_path):
                  str(tmp_path / "out")]) == 0
     drawn = Image.open(tmp_path / "out" / "photo_pred.png")
     assert drawn.width > drawn.height  # drawn upright (landscape), not as stored
+
+
+def write_bomb(path, width=30000, height=30000):
+    """A 70-byte PNG whose header says ``width`` x ``height`` (900 MP by default): a
+    decompression bomb's header, without the pixels."""
+    import io
+    import struct
+    import zlib
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack(">II", width, height)  # IHDR's width and height
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])) & 0xFFFFFFFF)  # and its CRC
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_decompression_bomb_is_refused_from_its_header(tmp_path):
+    bomb = write_bomb(tmp_path / "bomb.png")
+    with pytest.raises(ImageTooLarge, match=r"30000x30000 pixels \(900 MP\).*data.max_image_pixels=200000000"):
+        read_image(str(bomb))
+    with pytest.raises(ImageTooLarge):
+        upright_size(str(bomb))
+    # PIL's own refusal (DecompressionBombError, not an OSError) never comes first: with the
+    # limit lifted the file gets as far as decoding, where its missing pixels fail it
+    with pytest.raises(OSError) as e:
+        read_image(str(bomb), max_pixels=0)
+    assert not isinstance(e.value, ImageTooLarge)
+
+
+def test_the_limit_is_the_callers(tmp_path):
+    path = tmp_path / "photo.png"
+    Image.new("RGB", (300, 200)).save(path)
+    assert read_image(str(path), max_pixels=60_000).shape == (200, 300, 3)
+    with pytest.raises(ImageTooLarge, match="300x200"):
+        read_image(str(path), max_pixels=59_999)

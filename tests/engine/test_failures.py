@@ -58,3 +58,43 @@ def test_a_user_error_mid_training_with_workers_exits_2(tiny_config, tmp_path, d
     assert done.returncode == 2, done.stderr
     assert "injected failure at the third step" in done.stderr
     assert ("Traceback" in done.stderr) == debug
+
+
+def test_a_failed_checkpoint_write_is_named_and_keeps_the_previous_one(tmp_path, monkeypatch):
+    import torch
+
+    from detector.engine.checkpoint import CheckpointWriteError, last_checkpoint, load_training_state, save_checkpoint
+
+    out = str(tmp_path)
+    save_checkpoint({"model": {"w": torch.ones(3)}, "iteration": 1}, out, "model_0000001.pth")
+
+    def full_disk(obj, f):  # what torch.save raises when the disk fills up mid-write
+        f.write(b"part of a checkpoint")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1536 vs 1472")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(CheckpointWriteError, match=r"could not write checkpoint .*model_0000002.pth: file too "
+                                                   r"large or no space left"):
+        save_checkpoint({"model": {"w": torch.zeros(3)}, "iteration": 2}, out, "model_0000002.pth")
+    assert last_checkpoint(out).endswith("model_0000001.pth")
+    assert load_training_state(last_checkpoint(out))["iteration"] == 1
+    assert sorted(os.listdir(out)) == ["last_checkpoint", "model_0000001.pth"]  # no half-written files left
+
+
+def test_a_run_that_cannot_write_its_checkpoint_exits_2_with_workers(tiny_config, tmp_path):
+    # A file-size limit makes the checkpoint write fail as a full disk does (EFBIG instead of
+    # ENOSPC), with the checkpoint partly written.
+    import resource
+    import signal
+
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8 * 2 ** 20, 8 * 2 ** 20))
+
+    cmd = [sys.executable, "-m", "detector", "train", tiny_config, "--output-dir", str(tmp_path / "out"),
+           "data.num_workers=2", "train.max_iter=6", "train.checkpoint_period=3", "data.val.ann_file="]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, preexec_fn=limit_file_size)
+    assert done.returncode == 2, done.stderr
+    assert "could not write checkpoint" in done.stderr and "model_0000003.pth" in done.stderr
+    assert "file too large" in done.stderr and "Traceback" not in done.stderr
+    assert not any(".tmp." in name for name in os.listdir(tmp_path / "out"))
