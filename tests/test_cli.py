@@ -161,10 +161,11 @@ def test_a_missing_optional_package_names_the_extra_that_installs_it(tmp_path, t
     script = (f"import sys; sys.modules[{module!r}] = None\n"
               "from detector.cli import main\n"
               f"sys.exit(main(sys.argv[1:]))")
-    args = {"export": ["export", tiny_config, "--weights", str(tmp_path / "w.pth"), "--output", str(tmp_path / "m.onnx")],
+    weights = str(tmp_path / "w.pth")
+    args = {"export": ["export", tiny_config, "--weights", weights, "--output", str(tmp_path / "m.onnx")],
             "ablate": ["ablate", tiny_config, "--alpha", "0.25", "--gamma", "2", "--launcher", "submitit-local",
                        "--output-dir", str(tmp_path / "abl")],
-            "eval": ["eval", tiny_config, "--weights", str(tmp_path / "w.pth"), "eval.backend=faster_coco_eval"]}[command]
+            "eval": ["eval", tiny_config, "--weights", weights, "eval.backend=faster_coco_eval"]}[command]
     if command != "ablate":
         import torch
 
