@@ -23,10 +23,10 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from detector.comm import seed_everything  # noqa: E402
 from detector.config import load_config  # noqa: E402
 from detector.data import build_dataset, build_train_loader  # noqa: E402
 from detector.engine.optim import build_lr_scheduler, build_optimizer  # noqa: E402
-from detector.engine.trainer import seed_everything  # noqa: E402
 from detector.modeling import build_model  # noqa: E402
 
 

@@ -1,95 +1,93 @@
-"""``detector <subcommand>``: each subcommand is a few lines over a library call.
+"""``detector <command>``: train, evaluate, predict, export, ablate and inspect RetinaNet models.
 
-Errors a user can fix (:class:`~detector.errors.UserError`: bad config, data, option or
-checkpoint; and file errors) end in a one-paragraph message and exit code 2, as does running
-out of GPU memory (with the settings that fix it); ``--debug`` shows the traceback instead.
-Anything else is a bug: its traceback is printed and the exit code is 1.
+Each command is a few lines over a library call, imported when the command runs, so that
+``detector --help`` answers at once. Errors a user can fix (a bad config, data, option or
+checkpoint; files; running out of memory) end in a message and exit code 2; ``--debug``
+adds the traceback. Anything else is a bug: its traceback is printed and the exit code is 1.
 """
 import argparse
 import logging
-import os
 import sys
 import traceback
 from typing import List, Optional
 
-import torch
-
-from .config import load_config, to_yaml
-from .errors import UserError
-from .export import DEFAULT_OPSET, MIN_OPSET
-
 logger = logging.getLogger("detector")
 
-USER_ERRORS = (UserError, OSError)  # OSError: files missing, unreadable or unwritable
-OUT_OF_MEMORY = ("the GPU ran out of memory. Lower solver.ims_per_batch (and solver.base_lr with it), "
-                 "turn on train.amp=true, lower input.max_size, or set eval.ims_per_batch lower for evaluation")
+OUT_OF_MEMORY = ("the {device} ran out of memory. Lower solver.ims_per_batch (and solver.base_lr with it), turn on "
+                 "train.amp=true, lower input.max_size, or set eval.ims_per_batch lower for evaluation")
 
 
 def _load(args):
+    """The config of a command, with its registered names checked (plugins loaded)."""
+    from .config import load_config
+    from .modeling import check_names
+
     cfg = load_config(args.config, args.overrides)
+    check_names(cfg)
     if getattr(args, "output_dir", None):
         cfg.output_dir = args.output_dir
     return cfg
 
 
 def cmd_config(args) -> None:
+    from .config import to_yaml
+
     print(to_yaml(_load(args)), end="")
 
 
 def cmd_train(args) -> None:
-    from .engine import train
+    from .engine.trainer import train
 
     train(_load(args), resume=args.resume)
 
 
-def _model_with_weights(cfg, weights: str, device: Optional[str] = None):
-    from .engine import load_model_weights, resolve_device
-    from .modeling import build_model
-
-    device = resolve_device(device or cfg.train.device)
-    model = build_model(cfg)
-    load_model_weights(model, weights)
-    return model.to(device).eval(), device
-
-
 def cmd_eval(args) -> None:
     from .data import build_dataset
+    from .engine.lock import DirectoryLock
     from .evaluation import evaluate
+    from .inference import Detector
 
     cfg = _load(args)
     dataset = build_dataset(cfg, "val", training=False)
-    model, device = _model_with_weights(cfg, args.weights)
-    evaluate(model, cfg, dataset, cfg.output_dir, device)
-    print(f"wrote {cfg.output_dir}/metrics.json, detections.json and pr_curves.png")
+    detector = Detector.from_checkpoint(args.weights, args.config, args.overrides)
+    with DirectoryLock(cfg.output_dir, "evaluation"):
+        stats = evaluate(detector.model, cfg, dataset, cfg.output_dir, detector.device)
+    plots = ", ".join(stats.get("plots", [])) or "no plots (no detections)"
+    print(f"wrote {cfg.output_dir}/metrics.json, detections.json; plots: {plots}")
 
 
 def cmd_predict(args) -> None:
-    from .export import OnnxDetector, torch_detector
-    from .predict import find_images, predict
+    from .inference import Detector, OnnxDetector, find_images, predict
 
-    cfg = _load(args)
     paths = find_images(args.inputs)
     if args.weights.endswith(".onnx"):  # an exported graph, run by ONNX Runtime
-        detect, runner = OnnxDetector(args.weights), "ONNX Runtime"
+        detect = OnnxDetector(args.weights, max_image_pixels=_load(args).data.max_image_pixels)
+        runner = "ONNX Runtime"
     else:
-        detect, runner = torch_detector(*_model_with_weights(cfg, args.weights)), "PyTorch"
-    predict(detect, paths, _class_names(cfg), args.output_dir, args.score_thresh,
-            max_image_pixels=cfg.data.max_image_pixels)
-    print(f"wrote {len(paths)} drawn images and predictions.json to {args.output_dir} ({runner})")
+        detect, runner = Detector.from_checkpoint(args.weights, args.config, args.overrides), "PyTorch"
+    records = predict(detect, paths, args.output_dir, args.score_thresh)
+    failed = [r for r in records if "error" in r]
+    print(f"wrote {len(records) - len(failed)} drawn images and predictions.json to {args.output_dir} ({runner})")
+    if failed:
+        from .errors import UserError
+
+        raise UserError(f"{len(failed)} of {len(records)} images could not be read (listed in predictions.json): "
+                        + "; ".join(r["error"] for r in failed[:3]))
 
 
 def cmd_export(args) -> None:
     from .export import check_against_eager, export_onnx, sample_images
+    from .inference import Detector
 
     cfg = _load(args)
-    model, _ = _model_with_weights(cfg, args.weights, device="cpu")
-    export_onnx(model, args.output, args.opset)
+    detector = Detector.from_checkpoint(args.weights, args.config, args.overrides, device="cpu")
+    export_onnx(detector.model, args.output, args.opset, detector.class_names)
     print(f"wrote {args.output}: input 'image' [H, W, 3] uint8 RGB; outputs 'boxes' [D, 4] xyxy in input "
-          "pixels, 'scores' [D], 'labels' [D] (0..K-1)")
+          f"pixels, 'scores' [D], 'labels' [D] (0..K-1); class names in its metadata")
     if args.no_check:
         return
     images, source = sample_images(cfg, args.check_images)
-    report = check_against_eager(model, args.output, images)
+    report = check_against_eager(detector.model, args.output, images)
     if report["problems"]:
         raise RuntimeError("the exported graph does not give the eager model's detections:\n  "
                            + "\n  ".join(report["problems"][:10]))
@@ -98,29 +96,11 @@ def cmd_export(args) -> None:
           f"{report['max_score_rel_diff']:.2g} relative)")
 
 
-def _class_names(cfg):
-    """Label -> name from the train (or val) annotation file when there is one, else class_<i>.
-    Labels are the sorted category ids' positions, or, with ``data.category_ids_as_labels``
-    (torchvision's 91 COCO slots), the ids themselves."""
-    from .data.coco import _load_json
-
-    fallback = [f"class_{i}" for i in range(cfg.model.num_classes)]
-    for split in (cfg.data.train, cfg.data.val):
-        if split.ann_file and os.path.isfile(split.ann_file):
-            cats = sorted(_load_json(split.ann_file).get("categories", []), key=lambda c: c["id"])
-            if cfg.data.category_ids_as_labels:
-                by_id = {c["id"]: c["name"] for c in cats}
-                return [by_id.get(i, name) for i, name in enumerate(fallback)]
-            if len(cats) == cfg.model.num_classes:
-                return [c["name"] for c in cats]
-    return fallback
-
-
 def cmd_check_data(args) -> None:
-    from .data.check import check_data
+    from .check_data import check_data
+    from .errors import UserError
 
-    ok = check_data(_load(args))
-    if not ok:
+    if not check_data(_load(args)):
         raise UserError("problems found in the data (listed above)")
 
 
@@ -134,42 +114,35 @@ def cmd_make_synthetic(args) -> None:
 
 
 def cmd_ablate(args) -> None:
-    from .ablation import (
-        expand_grid,
-        parse_list,
-        parse_seeds,
-        run_ablation,
-        submit_ablation,
-        wait_for_jobs,
-        with_seeds,
-        write_summary,
-    )
-    from .launcher import SlurmOptions
+    from .ablation import LocalLauncher, SlurmLauncher, SlurmOptions, ablate, build_points, parse_seeds, with_seeds
+    from .ablation.grid import parse_list
+    from .modeling import check_names
 
-    cfg = _load(args)  # validates the config and the overrides before any run starts
-    specs = with_seeds(expand_grid(parse_list(args.alpha), parse_list(args.gamma), args.grid), parse_seeds(args.seeds))
+    cfg = _load(args)  # the config and the shared overrides are valid before any point is looked at
+    runs = with_seeds(build_points(args.grid, parse_list(args.alpha), parse_list(args.gamma), args.axis or ()),
+                      parse_seeds(args.seeds))
     if args.launcher == "local":
-        devices = [d for d in (args.devices or "").replace(",", " ").split() if d]
-        specs = run_ablation(args.config, cfg.output_dir, specs, args.overrides, args.jobs, devices)
+        launcher = LocalLauncher(args.jobs, [d for d in (args.devices or "").replace(",", " ").split() if d])
     else:
         options = SlurmOptions(partition=args.partition, gpus_per_run=args.gpus_per_run, cpus_per_gpu=args.cpus_per_gpu,
                                time_min=args.time_min, signal_delay_s=args.signal_delay_s)
-        cluster = "slurm" if args.launcher == "slurm" else "local"
-        submitted = submit_ablation(args.config, cfg.output_dir, specs, args.overrides, cluster, options)
-        if args.wait:
-            wait_for_jobs(submitted, cfg.output_dir)
-        write_summary(specs, cfg.output_dir)
-        queued = [s for s in specs if s.status == "queued"]
-        print(f"{len(specs) - len(queued)} of {len(specs)} runs finished (table: {cfg.output_dir}/ablation.md); "
-              + (f"{len(queued)} queued or running: run the same command again to collect them" if queued else
-                 "all collected"))
-    failed = [s for s in specs if s.status == "failed"]
-    if failed:
-        raise UserError(f"{len(failed)} of {len(specs)} runs failed (marked in {cfg.output_dir}/ablation.md)")
+        launcher = SlurmLauncher("slurm" if args.launcher == "slurm" else "local", options, args.wait)
+    ablate(args.config, cfg.output_dir, runs, launcher, args.overrides, args.reference, check_names)
+
+
+def cmd_visualize(args) -> None:
+    from .visualize import visualize
+
+    paths = visualize(_load(args), args.output_dir, data=args.data, predictions=args.predictions,
+                      errors=args.errors, per_sheet=args.per_sheet, max_images=args.max_images,
+                      single=args.single, score_thresh=args.score_thresh)
+    print(f"wrote {len(paths)} images to {args.output_dir}" + (f", e.g. {paths[0]}" if paths else ""))
 
 
 def cmd_analyze_loss(args) -> None:
     from .analysis import run_analysis
+    from .config import load_config
+    from .errors import UserError
 
     if bool(args.config) != bool(args.weights):
         raise UserError("analyze-loss: --config and --weights go together (the trained-model part needs both)")
@@ -188,108 +161,167 @@ def cmd_analyze_loss(args) -> None:
 
 
 def cmd_convert(args) -> None:
-    from .engine.checkpoint import convert_checkpoint
+    from .modeling.weights import convert_checkpoint
 
     n = convert_checkpoint(args.source, args.input, args.output)
-    print(f"wrote {args.output} ({n} tensors); load it with a config such as "
-          "configs/retinanet/retinanet_r50_fpn_torchvision.yaml")
+    print(f"wrote {args.output} ({n} tensors)" + {
+        "torchvision": "; load it with a config such as configs/retinanet/retinanet_r50_fpn_torchvision.yaml",
+        "backbone": "; initialise a backbone with it: model.backbone.weights=" + args.output}[args.source])
+
+
+# ----------------------------------------------------------------------------- the parser
+
+EXAMPLES = {
+    "train": "detector train configs/demo/shapes_focal.yaml --output-dir output/mine train.max_iter=100",
+    "eval": "detector eval configs/demo/shapes_focal.yaml --weights output/demo/shapes_focal/model_final.pth",
+    "predict": "detector predict configs/demo/shapes_focal.yaml --weights output/demo/shapes_focal/model_final.pth "
+               "photos/ --output-dir preds",
+    "export": "detector export configs/demo/shapes_focal.yaml --weights output/demo/shapes_focal/model_final.pth "
+              "--output model.onnx",
+    "ablate": "detector ablate configs/demo/shapes_focal.yaml --grid regimes --seeds 3 --output-dir output/abl",
+    "visualize": "detector visualize configs/demo/shapes_focal.yaml --predictions output/demo/shapes_focal "
+                 "--output-dir output/vis",
+    "analyze-loss": "detector analyze-loss --output-dir output/analysis",
+    "check-data": "detector check-data configs/demo/shapes_focal.yaml",
+    "config": "detector config configs/demo/shapes_focal.yaml loss.cls.gamma=0",
+    "make-synthetic": "detector make-synthetic data/shapes",
+    "convert": "detector convert torchvision retinanet_resnet50_fpn_coco.pth ours.pth",
+}
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _command(sub, name: str, help: str):
+    return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".",
+                          epilog=f"example:\n  {EXAMPLES[name]}", formatter_class=_Formatter)
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in the help, and the example as written."""
 
 
 def _config_args(p, output_dir: bool = True) -> None:
     p.add_argument("config", help="YAML config file")
     if output_dir:
         p.add_argument("--output-dir", help="where outputs go (overrides output_dir)")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides, e.g. train.max_iter=100")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="detector", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="detector", description=__doc__.splitlines()[0],
+                                     epilog=f"example:\n  {EXAMPLES['train']}\n\n'detector COMMAND --help' for one "
+                                            "command's options", formatter_class=_Formatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train a model; ends with a COCO evaluation when val is set")
+    p = _command(sub, "train", "train a model; ends with a COCO evaluation when a val split is set")
     _config_args(p)
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the output dir")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="COCO evaluation of a checkpoint on the val split")
+    p = _command(sub, "eval", "COCO evaluation of a checkpoint on the val split")
     _config_args(p)
     p.add_argument("--weights", required=True, help="checkpoint (.pth)")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("predict", help="detect objects in images; writes JSON and drawn images")
-    p.add_argument("config")
+    p = _command(sub, "predict", "detect objects in images; writes predictions.json and drawn images")
+    p.add_argument("config", help="YAML config file")
     p.add_argument("--weights", required=True,
                    help="checkpoint (.pth), or a graph from 'detector export' (.onnx, run by ONNX Runtime)")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
     p.add_argument("--output-dir", required=True)
     p.add_argument("--score-thresh", type=float, default=0.3, help="draw and keep detections above this")
-    p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="config overrides")
+    p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("export", help="write the whole detector (preprocessing to NMS) as one ONNX graph")
+    p = _command(sub, "export", "write the whole detector (preprocessing to NMS) as one ONNX graph")
     _config_args(p, output_dir=False)
     p.add_argument("--weights", required=True, help="checkpoint (.pth)")
     p.add_argument("--output", required=True, help="the .onnx file to write")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (>= {MIN_OPSET})")
-    p.add_argument("--check-images", type=int, default=8,
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 11)")
+    p.add_argument("--check-images", type=_positive_int, default=8,
                    help="val images (or random ones without a val split) to compare with PyTorch")
     p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime comparison")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("ablate", help="train + evaluate one run per (alpha, gamma) and tabulate them")
+    p = _command(sub, "ablate", "train + evaluate one run per point and seed, and tabulate them")
     _config_args(p)
-    p.add_argument("--alpha", help="comma-separated alphas, e.g. 0.25,0.75 (-1: no balancing)")
-    p.add_argument("--gamma", help="comma-separated gammas, e.g. 0,0.5,2")
-    p.add_argument("--grid", help="a named grid instead (table1a, table1b) or a grid YAML file")
+    p.add_argument("--grid", help="a named grid (regimes, shapes, successors, table1a, table1b, ...) or a grid YAML")
+    p.add_argument("--alpha", help="comma-separated alphas, e.g. 0.25,0.75 (-1: no balancing), with --gamma")
+    p.add_argument("--gamma", help="comma-separated gammas, e.g. 0,0.5,2, with --alpha")
+    p.add_argument("--axis", action="append", metavar="KEY=V1,V2",
+                   help="a config key and its values; several --axis give their product "
+                        "(e.g. --axis loss.cls.name=sigmoid_focal,varifocal --axis model.matcher.name=iou,atss)")
     p.add_argument("--seeds", help="runs per point: a count N (train.seed 0..N-1) or a comma-separated list")
+    p.add_argument("--reference", help="the point others are compared with (default: FL (0.25, 2) when present, "
+                                       "else the first point)")
     p.add_argument("--launcher", choices=["local", "slurm", "submitit-local"], default="local",
                    help="local: subprocesses here; slurm: one Slurm job per run (submitit); submitit-local: "
                         "the Slurm job path as local processes, to try a sweep before submitting it")
-    p.add_argument("--jobs", type=int, default=1, help="local launcher: runs at a time")
+    p.add_argument("--jobs", type=_positive_int, default=1, help="local launcher: runs at a time")
     p.add_argument("--devices", help="local launcher: comma-separated devices, one per concurrent run (e.g. 0,1)")
     p.add_argument("--partition", help="slurm: partition")
-    p.add_argument("--gpus-per-run", type=int, default=1, help="slurm: GPUs per run (>1: torchrun on one node)")
-    p.add_argument("--cpus-per-gpu", type=int, default=8, help="slurm: CPU cores per GPU (data loading)")
-    p.add_argument("--time-min", type=int, default=24 * 60, help="slurm: time limit per job, minutes")
-    p.add_argument("--signal-delay-s", type=int, default=120,
+    p.add_argument("--gpus-per-run", type=_positive_int, default=1, help="slurm: GPUs per run (>1: torchrun)")
+    p.add_argument("--cpus-per-gpu", type=_positive_int, default=8, help="slurm: CPU cores per GPU (data loading)")
+    p.add_argument("--time-min", type=_positive_int, default=24 * 60, help="slurm: time limit per job, minutes")
+    p.add_argument("--signal-delay-s", type=_positive_int, default=120,
                    help="slurm: seconds before the time limit at which a job checkpoints and requeues")
     p.add_argument("--wait", action="store_true", help="slurm: wait for the jobs and write the final table")
     p.set_defaults(func=cmd_ablate)
 
-    p = sub.add_parser("analyze-loss", help="curves, gradients and the max-margin view of the focal loss")
+    p = _command(sub, "visualize", "draw the ground truth as the model sees it, or a run's detections and errors")
+    _config_args(p, output_dir=False)
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--data", action="store_true", help="the train split after the train transforms and resize")
+    mode.add_argument("--predictions", metavar="RUN_DIR",
+                      help="a run (or eval) directory with detections.json: each box coloured by its error type")
+    p.add_argument("--output-dir", required=True)
+    p.add_argument("--errors", metavar="TYPE", help="with --predictions: only the images where this error costs "
+                   "most (classification, localization, both, duplicate, background, missed)")
+    p.add_argument("--per-sheet", type=_positive_int, default=16, help="images per contact sheet")
+    p.add_argument("--max-images", type=_positive_int, default=64, help="images to draw")
+    p.add_argument("--single", action="store_true", help="also one file per image")
+    p.add_argument("--score-thresh", type=float, default=0.3, help="--predictions: draw detections above this")
+    p.set_defaults(func=cmd_visualize)
+
+    p = _command(sub, "analyze-loss", "curves, gradients and the max-margin view of the focal loss")
     p.add_argument("--output-dir", default="output/analysis")
     p.add_argument("--config", help="with --weights: also the loss distribution of that trained model")
     p.add_argument("--weights")
-    p.add_argument("--max-images", type=int, default=200)
+    p.add_argument("--max-images", type=_positive_int, default=200)
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides for --config")
     p.set_defaults(func=cmd_analyze_loss)
 
-    p = sub.add_parser("check-data", help="validate the train and val splits and print statistics")
+    p = _command(sub, "check-data", "validate the train and val splits and print statistics")
     _config_args(p, output_dir=False)
     p.set_defaults(func=cmd_check_data)
 
-    p = sub.add_parser("config", help="print the fully resolved config as YAML")
+    p = _command(sub, "config", "print the fully resolved config as YAML")
     _config_args(p, output_dir=False)
     p.set_defaults(func=cmd_config)
 
-    p = sub.add_parser("make-synthetic", help="write the built-in synthetic COCO-format dataset")
+    p = _command(sub, "make-synthetic", "write the built-in synthetic COCO-format dataset")
     p.add_argument("out_dir")
-    p.add_argument("--num-train", type=int, default=2000)
-    p.add_argument("--num-val", type=int, default=300)
+    p.add_argument("--num-train", type=_positive_int, default=2000)
+    p.add_argument("--num-val", type=_positive_int, default=300)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--preset", choices=["shapes", "sparse"], default="shapes",
-                   help="shapes: the demo's set (128 px, mild imbalance); sparse: the paper's regime (256 px, "
-                        "at most 2 objects, hollow decoys; beyond 1:1000 foreground:background)")
+    p.add_argument("--preset", choices=["shapes", "sparse", "rare"], default="shapes",
+                   help="shapes: the demo's set (128 px, mild imbalance); sparse: 256 px, at most 2 objects and "
+                        "hollow decoys; rare: 128 px, at most one small object (sparse and rare: beyond 1:1000)")
     p.set_defaults(func=cmd_make_synthetic)
 
-    p = sub.add_parser("convert", help="convert another framework's weights into ours")
-    p.add_argument("source", choices=["torchvision"], help="where the weights come from")
-    p.add_argument("input", help="the source state dict (.pth)")
-    p.add_argument("output", help="where to write the converted checkpoint (.pth)")
+    p = _command(sub, "convert", "convert weights: torchvision's RetinaNet into ours, or a detector's backbone alone")
+    p.add_argument("source", choices=["torchvision", "backbone"],
+                   help="torchvision: a torchvision RetinaNet state dict; backbone: the ResNet of a checkpoint of ours")
+    p.add_argument("input", help="the source (.pth)")
+    p.add_argument("output", help="where to write the converted weights (.pth)")
     p.set_defaults(func=cmd_convert)
-    for p in sub.choices.values():  # --debug before or after the subcommand
+    for p in sub.choices.values():  # --debug before or after the command
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
     return parser
 
@@ -305,26 +337,38 @@ def main(argv: Optional[List[str]] = None) -> int:
         args.overrides = list(args.overrides) + extra
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logger.setLevel(logging.INFO)  # also when the host program configured logging already
-    from .engine.trainer import TrainingInterrupted
+    from .engine.stopping import TrainingInterrupted
+    from .errors import UserError
 
     try:
         args.func(args)
     except TrainingInterrupted as e:
         print(str(e), file=sys.stderr)
         return e.exit_code
-    except USER_ERRORS as e:
+    except (UserError, OSError) as e:  # OSError: files missing, unreadable or unwritable
         return _user_error(str(e), args.debug)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # noqa: BLE001  (a bug: its traceback, exit 1; or the GPU ran out of memory)
-        if isinstance(e, torch.cuda.OutOfMemoryError):
-            return _user_error(OUT_OF_MEMORY, args.debug)
+    except Exception as e:  # noqa: BLE001  (a bug: its traceback, exit 1; or memory ran out)
+        device = _out_of_memory(e)
+        if device:
+            return _user_error(OUT_OF_MEMORY.format(device=device), args.debug)
         traceback.print_exc()
         return 1
     finally:
         _end_worker_processes()
     return 0
+
+
+def _out_of_memory(error: Exception) -> Optional[str]:
+    """"GPU" or "CPU" when ``error`` is torch running out of that memory, else None."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(error, torch.cuda.OutOfMemoryError):
+        return "GPU"
+    if isinstance(error, RuntimeError) and "DefaultCPUAllocator: can't allocate memory" in str(error):
+        return "CPU"
+    return None
 
 
 def _user_error(message: str, debug: bool) -> int:
@@ -346,3 +390,7 @@ def _end_worker_processes() -> None:
     for child in multiprocessing.active_children():
         child.kill()
         child.join(timeout=10)
+
+
+if __name__ == "__main__":  # python detector/cli.py; the package's entry points are __main__ and `detector`
+    sys.exit(main())

@@ -9,6 +9,7 @@ checked against the dataclasses below: an unknown key or a value of the wrong ty
 Defaults are the paper's (RetinaNet R50-FPN, focal loss alpha 0.25, gamma 2); only the
 ``build_*`` functions read the config, modules take plain keyword arguments.
 """
+import copy
 import dataclasses
 import math
 import os
@@ -122,11 +123,15 @@ class HeadConfig:
 
 @dataclass
 class MatcherConfig:
+    # iou: IoU >= fg_iou_thresh foreground, < bg_iou_thresh background, ignored between (the
+    # paper); atss: adaptive thresholds from the topk anchors per level nearest each box.
+    name: str = param("iou", choices=("iou", "atss"))
     fg_iou_thresh: float = param(0.5, **FRACTION)
     bg_iou_thresh: float = param(0.4, **FRACTION)
     # Also match each ground-truth box to its best anchors when none reaches fg_iou_thresh
-    # (detectron2 and torchvision do; the paper does not mention it).
+    # (detectron2 and torchvision do; the paper does not mention it). iou only.
     allow_low_quality_matches: bool = True
+    topk: int = param(9, **AT_LEAST_ONE)  # atss only: candidate anchors per level and box
 
 
 @dataclass
@@ -207,9 +212,17 @@ class DataConfig:
 
 @dataclass
 class ClsLossConfig:
-    name: str = "sigmoid_focal"  # sigmoid_focal | softmax_focal, or a registered name
+    # sigmoid_focal | softmax_focal | focal_star | poly1_focal | varifocal | quality_focal |
+    # ghm_c, or a registered name
+    name: str = "sigmoid_focal"
     alpha: float = param(0.25, le=1.0, text="<= 1 (a weight in [0, 1], or negative for no balancing)")
     gamma: float = param(2.0, **NOT_NEGATIVE)
+    # focal_star: the shift of gamma * x_t + beta (default 1); quality_focal: the exponent of
+    # |y - sigma| (default 2); null: the loss's own default.
+    beta: Optional[float] = None
+    epsilon: float = 1.0  # poly1_focal: the weight of the (1 - p_t)^(gamma + 1) term
+    bins: int = param(10, **AT_LEAST_ONE)  # ghm_c: gradient-norm bins
+    momentum: float = param(0.75, ge=0.0, lt=1.0)  # ghm_c: momentum of the bin counts
 
 
 @dataclass
@@ -264,6 +277,8 @@ class TrainConfig:
 class EvalConfig:
     backend: str = param("auto", choices=("auto", "hotcoco", "faster_coco_eval", "pycocotools"))
     ims_per_batch: int = param(8, **AT_LEAST_ONE)
+    # confusion_matrix.png counts the detections that score at least this
+    confusion_score_thresh: float = param(0.3, **FRACTION)
 
 
 @dataclass
@@ -285,13 +300,29 @@ class Config:
 def load_config(path: str, overrides: Sequence[str] = ()) -> Config:
     """Load ``path`` with its ``_base_`` files, apply ``KEY=VALUE`` overrides, type-check."""
     data, origins = _load_yaml_tree(path, ())
+    return _resolve(data, origins, overrides)
+
+
+def config_from_dict(data: Dict[str, Any], source: str, overrides: Sequence[str] = ()) -> Config:
+    """The same for a config held as a dict (the one saved in a checkpoint); ``source`` says
+    where it came from, in error messages."""
+    return _resolve(copy.deepcopy(data), _key_paths(data, source), overrides)
+
+
+def _resolve(data: Dict[str, Any], origins: Dict[str, str], overrides: Sequence[str]) -> Config:
     for item in overrides:
         key, value = parse_override(item)
         _set_dotted(data, key, value)
         origins[key] = OVERRIDE
     cfg = from_dict(Config, data, origins)
     _check_relations(cfg, origins)
+    cfg._origins = origins  # not a field: for where_set(), which names the file behind a key
     return cfg
+
+
+def where_set(cfg: Config, key: str) -> str:
+    """`` (set in FILE)`` for a dotted key of a loaded config, to end an error message with."""
+    return _where(getattr(cfg, "_origins", {}), key)
 
 
 def _check_relations(cfg: Config, origins: Dict[str, str]) -> None:
@@ -514,6 +545,41 @@ def _type_error(key, expected, value, origins):
 
 def _strip_index(key: str) -> str:
     return key.split("[", 1)[0]
+
+
+# ----------------------------------------------------------------------------- the training scale
+
+# albumentations transforms that rescale the image: a train pipeline with one of them sets the
+# training scale; without one, images would train at their native sizes.
+RESCALING_TRANSFORMS = ("Resize", "SmallestMaxSize", "LongestMaxSize", "RandomScale", "RandomResizedCrop",
+                        "RandomSizedCrop", "RandomSizedBBoxSafeCrop", "Affine", "ShiftScaleRotate")
+
+
+def rescales(transforms: Sequence[Dict[str, Any]]) -> bool:
+    """Whether a transform list rescales its images (one of :data:`RESCALING_TRANSFORMS`)."""
+    return any(spec.get("name") in RESCALING_TRANSFORMS for spec in transforms)
+
+
+def resize_in_training(cfg: Config) -> bool:
+    """``input.resize_in_training``, with null (auto) resolved: the model resizes training
+    images like test images exactly when the train transforms do not rescale them."""
+    if cfg.input.resize_in_training is not None:
+        return cfg.input.resize_in_training
+    return not rescales(cfg.data.train.transforms)
+
+
+def training_scale_note(cfg: Config) -> Tuple[str, bool]:
+    """One line on how training images are scaled, against the test scale, and whether it is a
+    warning: training would see the images' native sizes while testing resizes them."""
+    test = f"input.min_size={cfg.input.min_size}, input.max_size={cfg.input.max_size}"
+    if resize_in_training(cfg):
+        why = "" if cfg.input.resize_in_training else " (auto: the train transforms do not rescale)"
+        return f"train images are resized by the model like test images ({test}){why}", False
+    if rescales(cfg.data.train.transforms):
+        return f"train images are rescaled by the train transforms; test images by the model ({test})", False
+    return (f"train images keep their native sizes (input.resize_in_training=false and no rescaling transform) "
+            f"while test images are resized ({test}); set input.resize_in_training=true or add a "
+            "SmallestMaxSize/LongestMaxSize transform", True)
 
 
 # ----------------------------------------------------------------------------- output

@@ -1,9 +1,11 @@
 """The one registry: the parts a user plugs in, found by kind and name.
 
 Kinds: ``cls_loss`` (classification losses), ``box_loss`` (box regression losses) and
-``backbone``. Third-party packages add entries by importing :data:`REGISTRY` and calling
-``REGISTRY.register(kind, name)``; their modules are imported through the
-``detector.plugins`` entry-point group or a ``plugins: [module, ...]`` list in the config.
+``backbone``. Entries register themselves when their module is imported: the package's own
+in ``detector.losses`` and ``detector.modeling.backbone`` (which ``detector.modeling`` imports),
+third-party ones by importing :data:`REGISTRY` and calling ``REGISTRY.register(kind, name)``;
+their modules are imported through the ``detector.plugins`` entry-point group or a
+``plugins: [module, ...]`` list in the config.
 """
 import importlib
 import logging
@@ -35,7 +37,6 @@ class Registry:
         return add
 
     def get(self, kind: str, name: str) -> Callable:
-        _import_builtins()
         table = self._table(kind)
         if name not in table:
             valid = ", ".join(sorted(table)) or "(none)"
@@ -43,7 +44,6 @@ class Registry:
         return table[name]
 
     def names(self, kind: str) -> list:
-        _import_builtins()
         return sorted(self._table(kind))
 
     def _table(self, kind: str) -> Dict[str, Callable]:
@@ -53,12 +53,6 @@ class Registry:
 
 
 REGISTRY = Registry()
-
-
-def _import_builtins() -> None:
-    """The package's own entries register when their modules are imported."""
-    from . import losses  # noqa: F401
-    from .modeling import backbone  # noqa: F401
 
 
 def load_plugins(modules: Iterable[str] = ()) -> None:

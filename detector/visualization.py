@@ -2,13 +2,37 @@
 the ``plt`` and :func:`save_figure` from here, so the backend is chosen in one place."""
 import json
 import os
-from typing import Sequence
+from typing import Optional, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+
+def draw_boxes(image: np.ndarray, boxes, captions: Sequence[str], colors: Optional[Sequence[str]] = None,
+               min_side: int = 400) -> np.ndarray:
+    """``image`` (``[H, W, 3]`` uint8) with ``boxes`` (``[D, 4]`` xyxy px) and their captions
+    drawn. Small images are enlarged (nearest neighbour) so that the captions stay readable."""
+    import torch
+    from torchvision.utils import draw_bounding_boxes
+
+    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    scale = max(1, int(np.ceil(min_side / max(1, min(tensor.shape[1:])))))
+    drawn = torch.nn.functional.interpolate(tensor[None], scale_factor=scale, mode="nearest")[0]
+    boxes = torch.as_tensor(np.asarray(boxes, dtype=np.float32)).reshape(-1, 4)
+    if len(boxes):
+        drawn = draw_bounding_boxes(drawn, boxes * scale, labels=list(captions), colors=colors,
+                                    width=max(1, round(min(drawn.shape[1:]) / 200)))
+    return drawn.permute(1, 2, 0).numpy()
+
+
+def save_image(array: np.ndarray, out_path: str) -> str:
+    from PIL import Image
+
+    Image.fromarray(array).save(out_path)
+    return out_path
 
 
 def save_figure(fig, out_path: str) -> str:
@@ -18,14 +42,18 @@ def save_figure(fig, out_path: str) -> str:
     return out_path
 
 
-def plot_losses(metrics_jsonl: str, out_path: str) -> str:
-    """Loss curves from ``metrics.jsonl`` (every ``loss*`` key) and the learning rate."""
-    rows = []
+def plot_training(metrics_jsonl: str, out_path: str) -> str:
+    """The training curves from ``metrics.jsonl``: every ``loss*`` key (log scale), the val AP
+    of the evaluations during training (``train.eval_period``) on the right axis, and the
+    learning rate below."""
+    rows, evals = [], []
     with open(metrics_jsonl) as f:
         for line in f:
             row = json.loads(line)
-            if "iteration" in row and "loss" in row:
+            if "loss" in row:
                 rows.append(row)
+            elif "val/AP" in row:
+                evals.append(row)
     fig, (ax, ax_lr) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, height_ratios=[3, 1])
     if rows:
         its = [r["iteration"] for r in rows]
@@ -34,8 +62,15 @@ def plot_losses(metrics_jsonl: str, out_path: str) -> str:
         ax_lr.plot(its, [r["lr"] for r in rows], color="gray")
     ax.set_yscale("log")
     ax.set_ylabel("loss (smoothed)")
-    ax.legend()
     ax.grid(alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    if evals:
+        ap = ax.twinx()
+        points = ap.plot([r["iteration"] for r in evals], [100 * r["val/AP"] for r in evals], "o-", color="black",
+                         label="val AP (right)")
+        ap.set_ylabel("val AP (%)")
+        handles, labels = handles + points, labels + ["val AP (right)"]
+    ax.legend(handles, labels, loc="upper right")
     ax_lr.set_ylabel("lr")
     ax_lr.set_xlabel("iteration")
     ax.set_title(os.path.basename(os.path.dirname(os.path.abspath(out_path))) or "training")
@@ -67,4 +102,29 @@ def plot_pr_curves(precision: np.ndarray, class_names: Sequence[str], out_path: 
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower left")
+    return save_figure(fig, out_path)
+
+
+def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], score_thresh: float, out_path: str) -> str:
+    """The ``[K + 1, K + 1]`` confusion matrix (rows ground truth, columns detections, the
+    last of each background), each row normalised to the share of its ground truth, counts
+    written in the cells."""
+    names = list(class_names) + ["background"]
+    k = len(names)
+    rows = matrix.sum(axis=1, keepdims=True)
+    share = np.divide(matrix, rows, out=np.zeros(matrix.shape, dtype=float), where=rows > 0)
+    fig, ax = plt.subplots(figsize=(2.5 + 0.6 * k, 2 + 0.55 * k))
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            if matrix[i, j]:
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if share[i, j] > 0.5 else "black")
+    ax.set_xticks(range(k), names, rotation=45, ha="right")
+    ax.set_yticks(range(k), names)
+    ax.set_xlabel("detected as")
+    ax.set_ylabel("ground truth")
+    ax.set_title(f"confusion at IoU 0.5, score >= {score_thresh:g}\n(background row: false positives; "
+                 "column: missed)", fontsize=9)
+    fig.colorbar(image, ax=ax, label="share of the row")
     return save_figure(fig, out_path)

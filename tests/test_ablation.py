@@ -5,48 +5,119 @@ import os
 
 import pytest
 
-from detector.ablation import RunSpec, expand_grid, load_grid, parse_list, parse_seeds, with_seeds
-from detector.ablation_report import best_point, convergence_curves, markdown_table, summarize, write_summary
+from detector.ablation import Run, build_points, classic_point, load_grid, parse_seeds, with_seeds, write_summary
+from detector.ablation.grid import Point, parse_axis, parse_list, reference_point, validate
+from detector.ablation.plots import convergence_curves
+from detector.ablation.report import best_point, markdown_table, summarize
 from detector.cli import main
+from detector.config import load_config
 
 
 def test_grid_expansion():
-    specs = expand_grid([0.25, 0.75], [0.0, 2.0])
-    assert [(s.alpha, s.gamma) for s in specs] == [(0.25, 0.0), (0.25, 2.0), (0.75, 0.0), (0.75, 2.0)]
-    assert specs[1].name == "alpha0.25_gamma2"
+    points = build_points(alphas=[0.25, 0.75], gammas=[0.0, 2.0])
+    assert [tuple(p.settings.values()) for p in points] == [(0.25, 0.0), (0.25, 2.0), (0.75, 0.0), (0.75, 2.0)]
+    assert points[1].key == "alpha0.25_gamma2" and points[1].name == "alpha=0.25, gamma=2"
     assert parse_list("0.25, 0.5 1") == [0.25, 0.5, 1.0]
     with pytest.raises(ValueError, match="list of numbers"):
         parse_list("a,b")
-    with pytest.raises(ValueError, match="--alpha and --gamma"):
-        expand_grid([0.25], [])
+    with pytest.raises(ValueError, match="--alpha and --gamma go together"):
+        build_points(alphas=[0.25])
 
 
 def test_named_grids_are_the_papers():
     a = load_grid("table1a")
-    assert [s.alpha for s in a] == [0.10, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999] and {s.gamma for s in a} == {0.0}
+    assert [p.settings["loss.cls.alpha"] for p in a] == [0.10, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999]
+    assert {p.settings["loss.cls.gamma"] for p in a} == {0.0}
     b = load_grid("table1b")
-    assert [(s.gamma, s.alpha) for s in b][-2:] == [(2.0, 0.25), (5.0, 0.25)]
-    assert max(b, key=lambda s: s.paper_ap).gamma == 2.0
+    assert [tuple(p.settings.values()) for p in b][-2:] == [(0.25, 2.0), (0.25, 5.0)]
+    assert max(b, key=lambda p: p.paper_ap).settings["loss.cls.gamma"] == 2.0
     regimes = load_grid("regimes")
-    assert [(s.alpha, s.gamma) for s in regimes] == [(-1.0, 0.0), (0.75, 0.0), (0.25, 2.0), (0.5, 0.5)]
-    with pytest.raises(ValueError, match="known grids: regimes, shapes, table1a, table1b"):
+    assert [p.key for p in regimes] == ["alpha-1_gamma0", "alpha0.75_gamma0", "alpha0.25_gamma2", "alpha0.5_gamma0.5"]
+    with pytest.raises(ValueError, match="known grids: .*regimes.*table1a, table1b"):
         load_grid("table9")
 
 
+def test_named_points_set_any_keys_and_keep_readable_directories(tmp_path):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("points:\n"
+                    "  - {name: FL, alpha: 0.25, gamma: 2.0, paper_ap: 34.0}\n"
+                    "  - {name: VFL, loss.cls.name: varifocal, loss.cls.alpha: 0.75}\n"
+                    "  - {name: FL + ATSS, model.matcher.name: atss}\n"
+                    "  - {name: prior 0.1, model.head.prior_prob: 0.1}\n")
+    points = load_grid(str(grid))
+    assert [p.key for p in points] == ["alpha0.25_gamma2", "VFL", "FL_+_ATSS", "prior_0.1"]
+    assert points[0].name == "FL" and points[0].paper_ap == 34.0
+    assert points[2].override_args() == ["model.matcher.name=atss"]
+    assert points[3].override_args() == ["model.head.prior_prob=0.1"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("points:\n  - {loss.cls.name: varifocal}\n")
+    with pytest.raises(ValueError, match="point 0 needs a 'name'"):
+        load_grid(str(bad))
+
+
+def test_axes_build_the_product_and_compose_with_a_grid():
+    points = build_points(axes=["loss.cls.name=sigmoid_focal,varifocal", "model.matcher.name=iou,atss"])
+    assert [p.name for p in points] == ["sigmoid_focal + iou", "sigmoid_focal + atss", "varifocal + iou",
+                                        "varifocal + atss"]
+    assert points[3].settings == {"loss.cls.name": "varifocal", "model.matcher.name": "atss"}
+    # alpha and gamma axes give the classic points
+    classic = build_points(axes=["loss.cls.alpha=0.25", "loss.cls.gamma=0,2"])
+    assert [p.key for p in classic] == ["alpha0.25_gamma0", "alpha0.25_gamma2"]
+    crossed = build_points(grid="regimes", axes=["model.matcher.name=atss"])
+    assert len(crossed) == 4 and crossed[0].settings["model.matcher.name"] == "atss"
+    assert parse_axis("model.anchors.aspect_ratios=[1.0],[0.5,1,2]")[1] == [[1.0], [0.5, 1, 2]]
+    for bad, message in (("loss.cls.name", "KEY=V1,V2"), ("x=a,a", "given twice")):
+        with pytest.raises(ValueError, match=message):
+            parse_axis(bad)
+
+
+def test_a_point_with_an_unknown_key_or_value_fails_before_any_run_naming_the_point(tiny_config):
+    from detector.modeling import check_names
+
+    for settings, message in ((("model.matcher.nme", "atss"),), "unknown config key 'model.matcher.nme'"), \
+            ((("loss.cls.gamma", -1.0),), "'loss.cls.gamma' must be >= 0"), \
+            ((("loss.cls.name", "varifcoal"),), "'loss.cls.name' must be one of"):
+        runs = with_seeds([classic_point(0.25, 2.0), Point("typo", settings)], [0])
+        with pytest.raises(ValueError, match=f"point 'typo': .*{message}"):
+            validate(runs, tiny_config, [], check_names)
+
+
+def test_the_reference_is_the_papers_focal_loss_by_default_or_named(tiny_config):
+    from detector.modeling import check_names
+
+    points = [Point("CE", (("loss.cls.alpha", -1.0), ("loss.cls.gamma", 0.0))),
+              Point("VFL", (("loss.cls.name", "varifocal"),)),
+              Point("FL", (("loss.cls.alpha", 0.25), ("loss.cls.gamma", 2.0))),
+              Point("FL + ATSS", (("model.matcher.name", "atss"),))]
+    runs = with_seeds(points, [0])
+    validate(runs, tiny_config, ["loss.cls.alpha=0.25", "loss.cls.gamma=2.0"], check_names)
+    assert reference_point(runs, None).name == "FL"  # not FL + ATSS, which also resolves to FL (0.25, 2)
+    assert reference_point(runs, "VFL").name == "VFL"
+    assert reference_point(runs[:2], None).name == "CE"  # no FL point: the first
+    with pytest.raises(ValueError, match="--reference 'XL' is not a point"):
+        reference_point(runs, "XL")
+
+
 def _spec(alpha, gamma, ap, status="done", seed=None):
-    s = RunSpec(alpha, gamma, status=status, seed=seed)
+    cfg = load_config("configs/demo/shapes_focal.yaml", [f"loss.cls.alpha={alpha}", f"loss.cls.gamma={gamma}"])
+    run = Run(classic_point(alpha, gamma), seed=seed, status=status, config=cfg)
     if ap is not None:
-        s.metrics = {"AP": ap, "AP50": ap + 0.2, "AP75": ap - 0.05, "APs": ap / 2, "APm": ap, "APl": -1.0}
-    return s
+        run.metrics = {"AP": ap, "AP50": ap + 0.2, "AP75": ap - 0.05, "APs": ap / 2, "APm": ap, "APl": -1.0}
+    return run
+
+
+FL = classic_point(0.25, 2.0)
 
 
 def test_one_seed_per_point_marks_no_winner(tmp_path):
     specs = [_spec(0.25, 0.0, 0.30), _spec(0.25, 2.0, 0.35), _spec(0.75, 0.0, None, "failed"), _spec(0.75, 2.0, 0.31)]
-    write_summary(specs, str(tmp_path))
+    write_summary(specs, str(tmp_path), FL)
     md = (tmp_path / "ablation.md").read_text().splitlines()
-    assert md[0].startswith("| alpha | gamma | n | AP | AP50 | AP75 | APs | APm | APl | ΔAP vs FL(0.25, 2)")
-    assert md[2] == "| 0.25 | 0 | 1 | 30.0 | 50.0 | 25.0 | 15.0 | 30.0 | - | -5.0 (n=1, no interval) |"
-    assert md[3] == "| 0.25 | 2 | 1 | 35.0 | 55.0 | 30.0 | 17.5 | 35.0 | - | reference |"
+    assert md[0].startswith("| point | n | AP | AP50 | AP75 | APs | APm | APl | AP per seed | "
+                            "ΔAP vs alpha=0.25, gamma=2")
+    assert md[2] == ("| alpha=0.25, gamma=0 | 1 | 30.0 | 50.0 | 25.0 | 15.0 | 30.0 | - | 30.0 | "
+                     "-5.0 (n=1, no interval) |")
+    assert md[3] == "| alpha=0.25, gamma=2 | 1 | 35.0 | 55.0 | 30.0 | 17.5 | 35.0 | - | 35.0 | reference |"
     assert "failed: " in md[4] and "run.log" in md[4]
     assert "**" not in "\n".join(md) and "one run per point gives no interval" in "\n".join(md)
     rows = list(csv.DictReader(open(tmp_path / "ablation.csv")))
@@ -64,28 +135,29 @@ def test_mean_std_and_paired_interval_by_hand(tmp_path):
     # interval 3 +- 4.3027 / sqrt(3) = [0.516, 5.484]: above 0 -> CE is the best row.
     fl = _seeded(0.25, 2.0, [0.30, 0.31, 0.32])
     ce = _seeded(-1.0, 0.0, [0.32, 0.34, 0.36])
-    points = {(p.alpha, p.gamma): p for p in summarize(fl + ce)}
-    mean, std = points[(-1.0, 0.0)].stats["AP"]
+    points = {p.point.key: p for p in summarize(fl + ce, FL)}
+    mean, std = points["alpha-1_gamma0"].stats["AP"]
     assert mean == pytest.approx(34.0) and std == pytest.approx(2.0)
-    diff, low, high, n = points[(-1.0, 0.0)].vs_reference
+    diff, low, high, n = points["alpha-1_gamma0"].vs_reference
     assert n == 3 and diff == pytest.approx(3.0)
     half = 4.302653 / 3 ** 0.5
     assert low == pytest.approx(3 - half, abs=1e-4) and high == pytest.approx(3 + half, abs=1e-4)
-    md = markdown_table(list(points.values()), str(tmp_path))
-    assert "| **-1** | **0** | **3** | **34.0 ± 2.0** |" in md and "[+0.5, +5.5]" in md
+    md = markdown_table(list(points.values()), str(tmp_path), FL)
+    assert "| **alpha=-1, gamma=0** | **3** | **34.0 ± 2.0** |" in md and "[+0.5, +5.5]" in md
+    assert "**32.0 / 34.0 / 36.0**" in md  # AP per seed
     assert "Best (bold): alpha=-1, gamma=0" in md
 
     # The same means with the differences spread over 0: no winner claimed.
     noisy = _seeded(-1.0, 0.0, [0.25, 0.40, 0.37])
-    points = summarize(fl + noisy)
+    points = summarize(fl + noisy, FL)
     assert best_point(points) is None
-    assert "No best row" in markdown_table(points, str(tmp_path))
+    assert "No best row" in markdown_table(points, str(tmp_path), FL)
 
 
 def test_differences_pair_by_seed(tmp_path):
     fl = _seeded(0.25, 2.0, [0.30, 0.40])
     other = [_spec(0.75, 0.0, 0.35, seed=1), _spec(0.75, 0.0, 0.50, seed=7)]  # only seed 1 is shared
-    point = next(p for p in summarize(fl + other) if p.alpha == 0.75)
+    point = next(p for p in summarize(fl + other, FL) if p.point.key == "alpha0.75_gamma0")
     diff, low, _, n = point.vs_reference
     assert n == 1 and diff == pytest.approx(-5.0) and math.isnan(low)
 
@@ -98,11 +170,11 @@ def test_error_bars_and_convergence_panel(tmp_path):
         rows = [{"iteration": 10, "loss": 1.0}, {"iteration": 10, "val/AP": s.metrics["AP"] / 2},
                 {"iteration": 20, "loss": 0.5}]
         (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    points = summarize(specs)
+    points = summarize(specs, FL)
     curves = convergence_curves(points, str(tmp_path))
-    iterations, ap = curves[(-1.0, 0.0)]
+    iterations, ap = curves[classic_point(-1.0, 0.0)]
     assert iterations == [10, 20] and ap == pytest.approx([11.5, 23.0])
-    write_summary(specs, str(tmp_path))
+    write_summary(specs, str(tmp_path), FL)
     from PIL import Image
 
     assert Image.open(tmp_path / "ablation.png").width > 1500  # three panels: AP, heatmap, AP vs iteration
@@ -115,14 +187,14 @@ def test_each_runs_environment_is_listed_and_a_mix_is_named(tmp_path):
         entries = [{"iteration": 100 * i, "torch": "2.14.1", "device": "cpu", "threads": t}
                    for i, t in enumerate(threads)]
         (tmp_path / s.name / "environment.json").write_text(json.dumps(entries))
-    write_summary(specs, str(tmp_path))
+    write_summary(specs, str(tmp_path), FL)
     rows = list(csv.DictReader(open(tmp_path / "ablation.csv")))
     assert [r["threads"] for r in rows] == ["1", "1", "1,2", "2"] and {r["torch"] for r in rows} == {"2.14.1"}
     md = (tmp_path / "ablation.md").read_text()
     assert "Runs trained in different environments (threads: 1, 1,2, 2)" in md and "torch:" not in md
     assert {r["gpu"] for r in rows} == {""}  # CPU runs record no GPU
 
-    write_summary(specs[:2], str(tmp_path))  # alike: no note
+    write_summary(specs[:2], str(tmp_path), FL)  # alike: no note
     assert "different environments" not in (tmp_path / "ablation.md").read_text()
 
 
@@ -132,10 +204,10 @@ def test_seeds_argument():
     assert parse_seeds("5,") == [5] and parse_seeds("0,2,4") == [0, 2, 4]
     with pytest.raises(ValueError, match="--seeds"):
         parse_seeds("three")
-    specs = with_seeds(expand_grid([0.25], [0.0, 2.0]), [0, 1])
+    specs = with_seeds(build_points(alphas=[0.25], gammas=[0.0, 2.0]), [0, 1])
     assert [s.name for s in specs] == ["alpha0.25_gamma0_seed0", "alpha0.25_gamma0_seed1", "alpha0.25_gamma2_seed0",
                                        "alpha0.25_gamma2_seed1"]
-    assert specs[1].overrides() == ["loss.cls.alpha=0.25", "loss.cls.gamma=0.0", "train.seed=1"]
+    assert specs[1].override_args() == ["loss.cls.alpha=0.25", "loss.cls.gamma=0.0", "train.seed=1"]
 
 
 def test_ablate_runs_skips_resumes_and_reports_failures(tiny_config, tmp_path, capsys):
@@ -160,3 +232,20 @@ def test_ablate_runs_skips_resumes_and_reports_failures(tiny_config, tmp_path, c
     assert main(args[:-3] + ["--gamma", "0,3", "train.max_iter=2", "data.train.img_dir=/nonexistent"]) == 2
     md = (out / "ablation.md").read_text()
     assert "failed: " in md
+
+
+def test_axis_and_reference_from_the_command_line_and_one_ablation_per_directory(tiny_config, tmp_path, capsys):
+    from detector.engine.lock import DirectoryLock
+
+    out = tmp_path / "abl"
+    args = ["ablate", tiny_config, "--output-dir", str(out), "--axis", "loss.cls.name=sigmoid_focal,varifocal",
+            "--reference", "varifocal", "train.max_iter=1", "data.num_workers=0"]
+    with DirectoryLock(str(out), "ablation"):  # another ablate holds the directory
+        assert main(args) == 2
+    assert "is in use by process" in capsys.readouterr().err
+    assert main(args) == 0
+    assert (out / "sigmoid_focal" / "metrics.json").exists() and (out / "varifocal" / "metrics.json").exists()
+    md = (out / "ablation.md").read_text()
+    assert "ΔAP vs varifocal" in md and "| varifocal | 1 |" in md and "reference |" in md
+    rows = list(csv.DictReader(open(out / "ablation.csv")))
+    assert [r["loss.cls.name"] for r in rows] == ["sigmoid_focal", "varifocal"]

@@ -11,7 +11,8 @@ from detector.cli import main
 def test_config_prints_resolved_yaml(capsys):
     assert main(["config", "configs/retinanet/retinanet_r50_fpn_1x_coco.yaml", "loss.cls.gamma=0"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["loss"]["cls"] == {"name": "sigmoid_focal", "alpha": 0.25, "gamma": 0.0}
+    cls = printed["loss"]["cls"]
+    assert (cls["name"], cls["alpha"], cls["gamma"]) == ("sigmoid_focal", 0.25, 0.0)
     assert printed["model"]["backbone"]["weights"] == "IMAGENET1K_V1"
 
 
@@ -104,13 +105,15 @@ def test_unwritable_output_dir(tmp_path, tiny_config, capsys):
 
 
 def test_class_names_follow_the_label_convention(tiny_config, tiny_dataset):
-    from detector.cli import _class_names
     from detector.config import load_config
+    from detector.inference import checkpoint_class_names
 
     names = ["circle", "square", "triangle", "cross"]  # category ids 1..4
-    assert _class_names(load_config(tiny_config)) == names
-    slots = _class_names(load_config(tiny_config, ["data.category_ids_as_labels=true", "model.num_classes=5"]))
-    assert slots == ["class_0"] + names  # label = category id; slot 0 has no category
+    assert checkpoint_class_names({}, load_config(tiny_config)) == names  # no names saved: the annotations'
+    slots = checkpoint_class_names({}, load_config(tiny_config, ["data.category_ids_as_labels=true",
+                                                                 "model.num_classes=5"]))
+    assert slots == ["unused_0"] + names  # label = category id; slot 0 has no category
+    assert checkpoint_class_names({"class_names": ["a", "b"]}, load_config(tiny_config)) == ["a", "b"]
 
 
 def test_a_bug_keeps_its_traceback_and_exits_1(tiny_config, monkeypatch, capsys):

@@ -13,8 +13,9 @@ import numpy as np
 import torch
 
 from ..data import CocoDetection, build_dataset
-from ..data.coco import AREA_RANGES
-from ..modeling import PYRAMID_STRIDES, AnchorGenerator, Matcher, anchor_sizes
+from ..data.coco import AREA_RANGES, size_bucket
+from ..modeling import PYRAMID_STRIDES, build_anchor_generator, build_matcher
+from ..modeling.preprocess import padded_size, resized_size
 from ..structures import box_iou
 
 DEFAULT_MAX_IMAGES = 2000
@@ -23,10 +24,6 @@ DEFAULT_MAX_IMAGES = 2000
 def _summary(values: List[int]) -> Dict[str, float]:
     a = np.asarray(values, dtype=float)
     return {"mean": float(a.mean()), "median": float(np.median(a)), "p95": float(np.percentile(a, 95))}
-
-
-def _bucket(area: float) -> str:
-    return next(k for k, (lo, hi) in AREA_RANGES.items() if lo <= area < hi)
 
 
 def anchor_statistics(cfg, split: str = "train", max_images: int = DEFAULT_MAX_IMAGES,
@@ -44,28 +41,22 @@ def anchor_statistics(cfg, split: str = "train", max_images: int = DEFAULT_MAX_I
     """
     dataset = dataset if dataset is not None else build_dataset(cfg, split, training=False)
     m = cfg.model
-    generator = AnchorGenerator(anchor_sizes(cfg), m.anchors.aspect_ratios, PYRAMID_STRIDES,
-                                round_to_int=m.anchors.round_to_int, stride_mode=m.anchors.stride_mode)
-    matcher = Matcher(m.matcher.fg_iou_thresh, m.matcher.bg_iou_thresh, m.matcher.allow_low_quality_matches)
+    generator, matcher = build_anchor_generator(cfg), build_matcher(cfg)
     step = max(1, math.ceil(len(dataset) / max_images))
     counts: Dict[str, List[int]] = {"anchors": [], "positives": [], "ignored": [], "negatives": []}
     boxes_by = {k: dict.fromkeys(AREA_RANGES, 0) for k in ("boxes", "below_fg_thresh", "no_anchor")}
-    div = cfg.input.size_divisible
     for index in range(0, len(dataset), step):
-        info = dataset.coco.imgs[dataset.ids[index]]
-        height, width = info["height"], info["width"]
-        # the model's resize: output side floor(side * s), s = min(min_size / short, max_size / long)
-        scale = min(cfg.input.min_size / min(height, width), cfg.input.max_size / max(height, width))
-        rh, rw = math.floor(height * scale), math.floor(width * scale)
-        ph, pw = math.ceil(rh / div) * div, math.ceil(rw / div) * div
+        height, width = dataset.image_size(index)
+        rh, rw = resized_size(height, width, cfg.input.min_size, cfg.input.max_size)  # the model's resize
+        ph, pw = padded_size(rh, rw, cfg.input.size_divisible)
         # ResNet and the FPN halve sizes rounding up: level stride s has ceil(side / s) cells
         shapes = [(math.ceil(ph / s), math.ceil(pw / s)) for s in PYRAMID_STRIDES]
         anchors = generator((ph, pw), shapes, torch.device("cpu"))
-        boxes, _ = dataset._targets[dataset.ids[index]]
-        boxes = torch.as_tensor(boxes)
+        boxes = torch.as_tensor(dataset.annotations(index)[0])
         scaled = boxes * torch.tensor([rw / width, rh / height, rw / width, rh / height])
         iou = box_iou(scaled, anchors)  # [G, A]
-        matches = matcher(iou[None], torch.ones(1, len(boxes), dtype=torch.bool))[0]
+        matches = matcher.assign(anchors, scaled[None], torch.ones(1, len(boxes), dtype=torch.bool),
+                                 generator.level_sizes(shapes))[0]
         counts["anchors"].append(len(anchors))
         counts["positives"].append(int((matches >= 0).sum()))
         counts["ignored"].append(int((matches == -2).sum()))
@@ -76,7 +67,7 @@ def anchor_statistics(cfg, split: str = "train", max_images: int = DEFAULT_MAX_I
             claimed[matches[matches >= 0].unique()] = True
             areas = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).tolist()
             for area, best_iou, has_anchor in zip(areas, best.tolist(), claimed.tolist()):
-                bucket = _bucket(area)
+                bucket = size_bucket(area)
                 boxes_by["boxes"][bucket] += 1
                 boxes_by["below_fg_thresh"][bucket] += best_iou < m.matcher.fg_iou_thresh
                 boxes_by["no_anchor"][bucket] += not has_anchor
@@ -85,7 +76,8 @@ def anchor_statistics(cfg, split: str = "train", max_images: int = DEFAULT_MAX_I
         "split": split, "ann_file": dataset.ann_file, "images": len(counts["anchors"]),
         "images_in_split": len(dataset),
         "input": {"min_size": cfg.input.min_size, "max_size": cfg.input.max_size},
-        "matcher": {"fg_iou_thresh": m.matcher.fg_iou_thresh, "bg_iou_thresh": m.matcher.bg_iou_thresh,
+        "matcher": {"name": m.matcher.name, "fg_iou_thresh": m.matcher.fg_iou_thresh,
+                    "bg_iou_thresh": m.matcher.bg_iou_thresh,
                     "allow_low_quality_matches": m.matcher.allow_low_quality_matches},
         **{k: _summary(v) for k, v in counts.items()},
         "negatives_per_positive": negatives / positives if positives else float("inf"),
@@ -97,8 +89,11 @@ def format_anchor_statistics(stats: Dict[str, Any]) -> str:
     """A few lines for ``check-data`` and the training log."""
     sample = (f"{stats['images']} images" if stats["images"] == stats["images_in_split"]
               else f"{stats['images']} of {stats['images_in_split']} images, evenly spaced")
+    matcher = stats["matcher"]
+    rule = ("ATSS" if matcher.get("name") == "atss"
+            else f"IoU {matcher['fg_iou_thresh']}/{matcher['bg_iou_thresh']}")
     lines = [f"anchors at input {stats['input']['min_size']}/{stats['input']['max_size']} px, matcher "
-             f"{stats['matcher']['fg_iou_thresh']}/{stats['matcher']['bg_iou_thresh']} ({sample}), per image:",
+             f"{rule} ({sample}), per image:",
              "               mean   median      p95"]
     for key in ("anchors", "positives", "ignored", "negatives"):
         s = stats[key]

@@ -18,7 +18,7 @@ def anchor_losses(model, cfg, dataset, device, gammas: Sequence[float] = GAMMAS,
                   progress: bool = True) -> Dict[str, Dict[float, np.ndarray]]:
     """Per-anchor loss (summed over classes, no alpha) of the model's predictions, for each
     gamma, split into positive and negative anchors by the model's own matcher."""
-    if model.cls_loss.background_logit:
+    if model.background_logit:
         raise UserError("the loss distribution is defined for sigmoid heads (loss.cls.name: sigmoid_focal)")
     model.eval()
     indices = list(range(min(max_images, len(dataset))))
@@ -27,12 +27,9 @@ def anchor_losses(model, cfg, dataset, device, gammas: Sequence[float] = GAMMAS,
                                 disable=not progress, leave=False):
         images = [im.to(device) for im in images]
         targets = [{"boxes": t["boxes"].to(device), "labels": t["labels"].to(device)} for t in targets]
-        batch, _, targets = model.preprocessor(images, targets)
-        features = model.fpn(model.backbone(batch.contiguous(memory_format=model.memory_format)))
-        logits, _ = model.head(features)
-        shapes = [tuple(f.shape[-2:]) for f in features]
-        anchors = model.anchor_generator(tuple(batch.shape[-2:]), shapes, batch.device)
-        labels, _ = model.label_anchors(anchors, targets)
+        out = model.dense_outputs(images, targets)
+        logits = out["logits"]
+        labels, _ = model.label_anchors(out["anchors"], out["level_sizes"], out["targets"])
         k = logits.shape[-1]
         one_hot = torch.nn.functional.one_hot(labels.clamp(min=0), k + 1)[..., :k].float()
         positive, negative = (labels >= 0) & (labels < k), labels == k

@@ -77,9 +77,10 @@ def run_analysis(output_dir: str, cfg=None, weights: Optional[str] = None, max_i
 
     # 4. loss distribution of a trained model
     if cfg is not None and weights:
+        from ..comm import resolve_device
         from ..data import build_dataset
-        from ..engine import load_model_weights, resolve_device
         from ..modeling import build_model
+        from ..modeling.weights import load_model_weights
         from . import loss_distribution as ld
 
         device = resolve_device(cfg.train.device)

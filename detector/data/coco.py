@@ -22,6 +22,11 @@ MIN_BOX_SIDE = 1.0  # boxes with w or h <= 1 px after clipping are dropped (and 
 AREA_RANGES = {"small": (0, 32 ** 2), "medium": (32 ** 2, 96 ** 2), "large": (96 ** 2, float("inf"))}
 
 
+def size_bucket(area: float) -> str:
+    """COCO's name for a box of ``area`` px^2: small, medium or large."""
+    return next(k for k, (lo, hi) in AREA_RANGES.items() if lo <= area < hi)
+
+
 class DatasetError(UserError):
     """Bad input data; the message names the file and the offending id or key."""
 
@@ -69,6 +74,12 @@ def validate_coco(data: Dict[str, Any], ann_file: str) -> None:
             seen.add(entry["id"])
     if not data["categories"]:
         raise DatasetError(f"{ann_file}: 'categories' is empty")
+    for index, image in enumerate(data["images"]):
+        for key in ("width", "height"):
+            value = image.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+                raise DatasetError(f"{ann_file}: images[{index}] (id {image['id']}) has {key} {value!r}; expected a "
+                                   "positive number of pixels (or no such key: the image's own size is used)")
     image_ids = {im["id"] for im in data["images"]}
     category_ids = {c["id"] for c in data["categories"]}
     for ann in data["annotations"]:
@@ -82,6 +93,28 @@ def validate_coco(data: Dict[str, Any], ann_file: str) -> None:
                 or not all(isinstance(v, (int, float)) and np.isfinite(v) for v in bbox)):
             raise DatasetError(f"{ann_file}: annotation {ann['id']} has a malformed bbox {bbox!r} "
                                "(expected [x, y, width, height] numbers)")
+
+
+def label_map(categories: List[Dict[str, Any]], ann_file: str,
+              category_ids_as_labels: bool = False) -> Tuple[Dict[int, int], List[str]]:
+    """COCO categories -> ({category id: label}, class name per label). Labels are the positions
+    of the sorted ids (0..K-1), or with ``category_ids_as_labels`` the ids themselves
+    (torchvision's COCO models: 91 slots, the unused ones named ``unused_<i>``)."""
+    category_ids = sorted(c["id"] for c in categories)
+    names = {c["id"]: c["name"] for c in categories}
+    if category_ids_as_labels:
+        if category_ids[0] < 0:
+            raise DatasetError(f"{ann_file}: category id {category_ids[0]} cannot be a label")
+        return {cid: cid for cid in category_ids}, [names.get(i, f"unused_{i}") for i in range(category_ids[-1] + 1)]
+    return {cid: i for i, cid in enumerate(category_ids)}, [names[cid] for cid in category_ids]
+
+
+def class_names_from_annotations(ann_file: str, category_ids_as_labels: bool = False) -> List[str]:
+    """The class name of each label, from a COCO annotation file's categories."""
+    data = _load_json(ann_file)
+    if not isinstance(data.get("categories"), list) or not data["categories"]:
+        raise DatasetError(f"{ann_file}: no 'categories' list")
+    return label_map(data["categories"], ann_file, category_ids_as_labels)[1]
 
 
 class CocoDetection(torch.utils.data.Dataset):
@@ -109,18 +142,9 @@ class CocoDetection(torch.utils.data.Dataset):
         self.img_dir = img_dir
         self.transforms = transforms
         self.max_image_pixels = max_image_pixels
-        category_ids = sorted(self.coco.cats)
-        if category_ids_as_labels:
-            if category_ids[0] < 0:
-                raise DatasetError(f"{ann_file}: category id {category_ids[0]} cannot be a label")
-            self.category_id_to_label = {cid: cid for cid in category_ids}
-            self.num_classes = category_ids[-1] + 1
-        else:
-            self.category_id_to_label = {cid: i for i, cid in enumerate(category_ids)}
-            self.num_classes = len(category_ids)
+        self.category_id_to_label, self.class_names = label_map(data["categories"], ann_file, category_ids_as_labels)
+        self.num_classes = len(self.class_names)
         self.label_to_category_id = {i: cid for cid, i in self.category_id_to_label.items()}
-        names = {self.category_id_to_label[cid]: self.coco.cats[cid]["name"] for cid in category_ids}
-        self.class_names = [names.get(i, f"unused_{i}") for i in range(self.num_classes)]
         self.num_degenerate = 0
         self.num_crowd = 0
         self._targets: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
@@ -162,6 +186,19 @@ class CocoDetection(torch.utils.data.Dataset):
     def image_path(self, index: int) -> str:
         return os.path.join(self.img_dir, self.coco.imgs[self.ids[index]]["file_name"])
 
+    def annotations(self, index: int) -> Tuple[np.ndarray, np.ndarray]:
+        """The boxes (``[G, 4]`` xyxy px, clipped to the json's size) and labels (``[G]``) of
+        image ``index``, as training sees them before augmentation; the image is not read."""
+        return self._targets[self.ids[index]]
+
+    def image_size(self, index: int) -> Tuple[int, int]:
+        """(height, width) from the json, or from the file's header where the json has none."""
+        info = self.coco.imgs[self.ids[index]]
+        if info.get("height") and info.get("width"):
+            return info["height"], info["width"]
+        width, height = upright_size(self.image_path(index), self.max_image_pixels)
+        return height, width
+
     def aspect_ratio(self, index: int) -> float:
         """height / width from the json (1.0 when the json does not say)."""
         info = self.coco.imgs[self.ids[index]]
@@ -202,7 +239,7 @@ class CocoDetection(torch.utils.data.Dataset):
         ``seed`` (what the training sampler does, so that augmentation is reproducible)."""
         index, seed = item if isinstance(item, tuple) else (item, None)
         image = self.load_image(index)
-        boxes, labels = self._targets[self.ids[index]]
+        boxes, labels = self.annotations(index)
         height, width = image.shape[:2]
         boxes = boxes.copy()
         boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)  # the json's size may be absent or wrong
@@ -232,7 +269,7 @@ class CocoDetection(torch.utils.data.Dataset):
                 boxes_per_class[self.class_names[label]] += 1
             areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
             for area in areas:
-                sizes[next(k for k, (lo, hi) in AREA_RANGES.items() if lo <= area < hi)] += 1
+                sizes[size_bucket(area)] += 1
         return {
             "images": len(self.ids),
             "images_without_boxes": empty,

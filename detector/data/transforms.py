@@ -52,39 +52,6 @@ def _build_one(spec: Dict[str, Any], index: int):
         raise UserError(f"transform {index} ({name}): bad arguments {spec}: {e}") from None
 
 
-# albumentations transforms that rescale the image: a pipeline with one of them sets the
-# training scale; without one, images would train at their native sizes.
-RESCALING_TRANSFORMS = ("Resize", "SmallestMaxSize", "LongestMaxSize", "RandomScale", "RandomResizedCrop",
-                        "RandomSizedCrop", "RandomSizedBBoxSafeCrop", "Affine", "ShiftScaleRotate")
-
-
-def rescales(specs: Sequence[Dict[str, Any]]) -> bool:
-    """Whether a transform list rescales its images (one of :data:`RESCALING_TRANSFORMS`)."""
-    return any(spec.get("name") in RESCALING_TRANSFORMS for spec in specs)
-
-
-def resize_in_training(cfg) -> bool:
-    """``input.resize_in_training``, with null (auto) resolved: the model resizes training
-    images like test images exactly when the train transforms do not rescale them."""
-    if cfg.input.resize_in_training is not None:
-        return cfg.input.resize_in_training
-    return not rescales(cfg.data.train.transforms)
-
-
-def training_scale_note(cfg) -> str:
-    """One line on how training images are scaled, against the test scale; says what to set
-    when training would see the images' native sizes while testing resizes them."""
-    test = f"input.min_size={cfg.input.min_size}, input.max_size={cfg.input.max_size}"
-    if resize_in_training(cfg):
-        why = "" if cfg.input.resize_in_training else " (auto: the train transforms do not rescale)"
-        return f"train images are resized by the model like test images ({test}){why}"
-    if rescales(cfg.data.train.transforms):
-        return f"train images are rescaled by the train transforms; test images by the model ({test})"
-    return (f"WARNING: train images keep their native sizes (input.resize_in_training=false and no rescaling "
-            f"transform) while test images are resized ({test}); set input.resize_in_training=true or add "
-            "a SmallestMaxSize/LongestMaxSize transform")
-
-
 def build_transforms(specs: List[Dict[str, Any]], seed: Optional[int] = None) -> Optional[BoxTransform]:
     """``None`` for an empty list (the model resizes and normalises by itself)."""
     return BoxTransform(specs, seed) if specs else None

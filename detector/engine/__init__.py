@@ -1,5 +1,14 @@
-"""The loop around the model: trainer, checkpoints, optimizer and schedule."""
-from .checkpoint import load_model_weights, save_checkpoint
-from .trainer import resolve_device, train
+"""The loop around the model: trainer, checkpoints, optimizer and schedule, metrics, the
+output-directory lock and the clean stop on signals.
 
-__all__ = ["load_model_weights", "resolve_device", "save_checkpoint", "train"]
+``train`` is imported on first use, so that ``detector.engine.stopping`` and ``lock`` stay
+cheap to import (the CLI needs them before it knows whether anything will train).
+"""
+
+
+def __getattr__(name):
+    if name == "train":
+        from .trainer import train
+
+        return train
+    raise AttributeError(f"module 'detector.engine' has no attribute '{name}'")

@@ -1,4 +1,5 @@
-"""Checkpoints: atomic writes, a ``last_checkpoint`` pointer, safe loading, conversion."""
+"""Training checkpoints: atomic writes, a ``last_checkpoint`` pointer, the RNG states, and
+the safe reading of a run's state for ``--resume``. (Model weights alone: ``modeling.weights``.)"""
 import errno
 import logging
 import os
@@ -10,54 +11,11 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from ..modeling.convert import convert_torchvision_retinanet
-from ..serialization import safe_torch_load, state_dict_mismatch
+from ..serialization import safe_torch_load
 
 logger = logging.getLogger(__name__)
 
 POINTER = "last_checkpoint"
-
-
-def load_state_dict(path: str) -> Dict[str, torch.Tensor]:
-    """The model state dict in ``path``: a checkpoint ``{"model": ...}`` or a bare state dict.
-
-    Only tensors and plain containers are read (``weights_only=True``): a file that would run
-    code when unpickled is refused.
-    """
-    data = safe_torch_load(path)
-    if isinstance(data, dict) and isinstance(data.get("model"), dict):
-        data = data["model"]
-    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise UserError(f"{path} holds no model state dict")
-    return data
-
-
-def load_model_weights(model: torch.nn.Module, path: str) -> None:
-    """Load ``path`` into ``model``; a checkpoint of another architecture or class count is an
-    error that says which tensors do not fit."""
-    state = load_state_dict(path)
-    problem = describe_mismatch(model.state_dict(), state)
-    if problem:
-        raise UserError(f"{path} does not fit the model of this config: {problem}")
-    model.load_state_dict(state)
-
-
-def describe_mismatch(own: Dict[str, torch.Tensor], state: Dict[str, torch.Tensor]) -> str:
-    """Which tensors of ``state`` do not fit a model whose state dict is ``own``, with their
-    shapes ("" when all fit)."""
-    missing, unexpected, wrong = state_dict_mismatch(own, state)
-    if not (missing or unexpected or wrong):
-        return ""
-    parts = [f"{len(missing)} tensors missing, {len(unexpected)} unexpected, {len(wrong)} of another shape"]
-    parts += [f"{k}: {tuple(state[k].shape)} in the checkpoint, {tuple(own[k].shape)} in the model" for k in wrong[:3]]
-    parts += [f"missing: {', '.join(missing[:3])}"] if missing else []
-    parts += [f"unexpected: {', '.join(unexpected[:3])}"] if unexpected else []
-    message = "; ".join(parts) + "."
-    if any(k.startswith("head.cls_score") for k in wrong):
-        message += (f" The classification layer has {state['head.cls_score.weight'].shape[0]} outputs in the "
-                    f"checkpoint and {own['head.cls_score.weight'].shape[0]} in the model: check model.num_classes "
-                    "and loss.cls.name.")
-    return message
 
 
 def rng_state() -> Dict[str, Any]:
@@ -158,14 +116,3 @@ def load_training_state(path: str) -> Dict[str, Any]:
     if not isinstance(data, dict) or "model" not in data or "iteration" not in data:
         raise UserError(f"{path} is not a training checkpoint (no model or iteration)")
     return data
-
-
-def convert_checkpoint(source: str, input_path: str, output_path: str) -> int:
-    """Convert ``input_path`` from ``source``'s layout and save ``{"model": state}``;
-    returns the number of tensors written."""
-    if source != "torchvision":
-        raise UserError(f"unknown source '{source}'; valid: torchvision")
-    state = convert_torchvision_retinanet(load_state_dict(input_path))
-    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
-    torch.save({"model": state}, output_path)
-    return len(state)

@@ -1,5 +1,5 @@
 """What a run's numbers depend on besides its config and seed: library versions, the device,
-and the number of intra-op threads.
+the number of intra-op threads and the CPU's vector kernels.
 
 The thread count matters on the CPU. The same config and seed give bit-identical weights
 with the same thread count; another count adds up a few of torch's gradient reductions in
@@ -18,7 +18,7 @@ from typing import Any, Dict, List
 import torch
 import torchvision
 
-from .. import __version__
+from ..version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,11 @@ def describe(device: torch.device, world_size: int = 1) -> Dict[str, Any]:
         info["cuda"] = torch.version.cuda
     else:
         info["threads"] = torch.get_num_threads()
+        # the vector kernels ATen dispatches to (avx2, avx512, ...), and oneDNN's cap when set: the
+        # same command and seed differ by several AP between AVX2 and AVX-512 kernels
+        info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+        if os.environ.get("ONEDNN_MAX_CPU_ISA"):
+            info["onednn_max_cpu_isa"] = os.environ["ONEDNN_MAX_CPU_ISA"]
     return info
 
 

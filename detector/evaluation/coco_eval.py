@@ -166,5 +166,5 @@ def _percent(value: float) -> str:
 def write_metrics(stats: Dict[str, Any], output_dir: str) -> str:
     path = os.path.join(output_dir, "metrics.json")
     with open(path, "w") as f:
-        json.dump({k: v for k, v in stats.items() if k != "precision"}, f, indent=2)
+        json.dump({k: v for k, v in stats.items() if k not in ("precision", "plots")}, f, indent=2)
     return path

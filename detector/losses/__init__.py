@@ -12,6 +12,11 @@ from .focal import (
     sigmoid_focal_loss_from_labels,
     softmax_focal_loss,
 )
+from .focal_star import FocalStarLoss, focal_star_loss
+from .ghm import GHMCLoss
+from .poly1 import Poly1FocalLoss, poly1_focal_loss
+from .quality_focal import QualityFocalLoss, quality_focal_loss
+from .varifocal import VarifocalLoss, varifocal_loss
 
 
 def build_cls_loss(cfg):
@@ -25,6 +30,15 @@ def build_box_loss(cfg):
 
 
 __all__ = [
+    "FocalStarLoss",
+    "GHMCLoss",
+    "Poly1FocalLoss",
+    "QualityFocalLoss",
+    "VarifocalLoss",
+    "focal_star_loss",
+    "poly1_focal_loss",
+    "quality_focal_loss",
+    "varifocal_loss",
     "GIoULoss",
     "L1Loss",
     "SigmoidFocalLoss",

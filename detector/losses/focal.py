@@ -5,7 +5,6 @@ alpha-balanced cross-entropy (gamma=0, alpha=0.75) are the same function with ot
 parameters, so every preset runs through one code path. ``softmax_focal_loss`` is the
 multi-class variant for a head with an explicit background logit.
 """
-import math
 from typing import Optional
 
 import torch
@@ -13,11 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..registry import REGISTRY
-
-
-def _at_least_float32(x: Tensor) -> Tensor:
-    """Half and bfloat16 are computed in float32; float64 stays float64."""
-    return x if x.dtype == torch.float64 else x.float()
+from .targets import at_least_float32
 
 
 def _reduce(loss: Tensor, reduction: str) -> Tensor:
@@ -46,7 +41,7 @@ def sigmoid_focal_loss(
     ``exp(gamma * log(1 - p_t))`` with ``log(1 - p_t)`` taken from log-sigmoids, so value and
     gradient stay finite for saturated logits (|x| = 100 and beyond) and any gamma >= 0.
     """
-    x = _at_least_float32(logits)
+    x = at_least_float32(logits)
     t = targets.to(x.dtype)
     ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
     # 1 - p_t = p (1 - t) + (1 - p) t, in log space: log(1 - p_t).
@@ -80,7 +75,7 @@ def softmax_focal_loss(
         loss depends on the logits only through the softmax, its gradient with respect to
         each row of logits sums to zero.
     """
-    log_probs = F.log_softmax(_at_least_float32(logits), dim=-1)
+    log_probs = F.log_softmax(at_least_float32(logits), dim=-1)
     index = target_classes.long().unsqueeze(-1)
     log_pt = log_probs.gather(-1, index).squeeze(-1)
     loss = -log_pt
@@ -109,7 +104,7 @@ class _LabelSigmoidFocalLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits: Tensor, labels: Tensor, alpha: float, gamma: float) -> Tensor:
         num_rows, num_classes = logits.shape
-        x = _at_least_float32(logits)
+        x = at_least_float32(logits)
         w_neg, w_pos = (1.0 - alpha, alpha) if alpha >= 0 else (1.0, 1.0)
         # Every element first as a negative (target 0), block by block. With q = 1 - p =
         # sigmoid(-x) and log q = -softplus(x), exact for saturated logits either way:
@@ -197,9 +192,10 @@ class SigmoidFocalLoss:
 
     Called on ``logits [N, A, K]`` and ``gt_labels [N, A]`` (0..K-1 object class, K
     background, -1 ignored); returns the loss summed over all valid anchors and classes.
+    (The model scores detections with the same sigmoids.)
     """
 
-    background_logit = False
+    background_logit = False  # True: the head predicts K + 1 logits, background last (softmax)
 
     def __init__(self, alpha: float = 0.25, gamma: float = 2.0) -> None:
         self.alpha = alpha
@@ -207,15 +203,6 @@ class SigmoidFocalLoss:
 
     def __call__(self, logits: Tensor, gt_labels: Tensor) -> Tensor:
         return sigmoid_focal_loss_from_labels(logits, gt_labels, self.alpha, self.gamma)
-
-    def scores(self, logits: Tensor) -> Tensor:
-        """``[..., K]`` logits -> ``[..., K]`` class probabilities."""
-        return logits.sigmoid()
-
-    def min_logit(self, score: float) -> Optional[float]:
-        """The logit at which a class's score reaches ``score``: scores are elementwise, so
-        inference skips every anchor whose best logit is below it."""
-        return math.log(score / (1.0 - score)) if 0.0 < score < 1.0 else None
 
 
 class SoftmaxFocalLoss:
@@ -231,14 +218,6 @@ class SoftmaxFocalLoss:
         valid = gt_labels >= 0
         loss = softmax_focal_loss(logits, gt_labels.clamp(min=0), self.gamma, self.alpha)
         return (loss * valid).sum()
-
-    def scores(self, logits: Tensor) -> Tensor:
-        """``[..., K + 1]`` logits -> ``[..., K]`` object-class probabilities."""
-        return logits.softmax(dim=-1)[..., :-1]
-
-    def min_logit(self, score: float) -> Optional[float]:
-        """None: a softmax score depends on the whole row, so every anchor is scored."""
-        return None
 
 
 @REGISTRY.register("cls_loss", "sigmoid_focal")

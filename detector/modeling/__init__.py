@@ -1,9 +1,12 @@
 """The RetinaNet model; :func:`build_model` is the one place that reads ``cfg.model``."""
-from ..data.transforms import resize_in_training
+from typing import Union
+
+from ..config import ConfigError, resize_in_training, where_set
 from ..losses import build_box_loss, build_cls_loss
 from ..registry import REGISTRY, load_plugins
 from . import backbone as _backbone  # noqa: F401  (registers the ResNets)
 from .anchors import AnchorGenerator
+from .atss import ATSSMatcher
 from .box_coder import BoxCoder
 from .fpn import FPN
 from .head import RetinaNetHead
@@ -14,12 +17,38 @@ from .retinanet import RetinaNet
 PYRAMID_STRIDES = (8, 16, 32, 64, 128)  # P3..P7
 
 
-def anchor_sizes(cfg) -> list:
-    """Per-level anchor size lists: ``model.anchors.sizes`` or base_sizes x scales."""
+def build_anchor_generator(cfg) -> AnchorGenerator:
+    """``cfg.model.anchors`` -> the generator the model, the anchor statistics and the export use."""
     a = cfg.model.anchors
-    if a.sizes is not None:
-        return [list(s) for s in a.sizes]
-    return [[base * scale for scale in a.scales] for base in a.base_sizes]
+    sizes = ([list(s) for s in a.sizes] if a.sizes is not None
+             else [[base * scale for scale in a.scales] for base in a.base_sizes])
+    return AnchorGenerator(sizes, a.aspect_ratios, PYRAMID_STRIDES, round_to_int=a.round_to_int,
+                           stride_mode=a.stride_mode)
+
+
+def build_matcher(cfg) -> Union[Matcher, ATSSMatcher]:
+    """``cfg.model.matcher`` -> the anchor-to-box assignment of training and the anchor statistics."""
+    m = cfg.model.matcher
+    if m.name == "atss":
+        return ATSSMatcher(m.topk)
+    return Matcher(m.fg_iou_thresh, m.bg_iou_thresh, m.allow_low_quality_matches)
+
+
+def build_preprocessor(cfg) -> Preprocessor:
+    return Preprocessor(cfg.model.pixel_mean, cfg.model.pixel_std, cfg.input.min_size, cfg.input.max_size,
+                        cfg.input.size_divisible, resize_in_training(cfg))
+
+
+def check_names(cfg) -> None:
+    """The registered names the config uses exist (plugins imported first): what the schema
+    cannot check, since plugins add names. A :class:`ConfigError` names the key otherwise."""
+    load_plugins(cfg.plugins)
+    for kind, key, name in (("backbone", "model.backbone.name", cfg.model.backbone.name),
+                            ("cls_loss", "loss.cls.name", cfg.loss.cls.name),
+                            ("box_loss", "loss.box.name", cfg.loss.box.name)):
+        if name not in REGISTRY.names(kind):
+            raise ConfigError(f"config key '{key}' must be one of {', '.join(REGISTRY.names(kind))} (or a "
+                              f"plugin's name), got {name!r}{where_set(cfg, key)}")
 
 
 def build_model(cfg) -> RetinaNet:
@@ -27,26 +56,19 @@ def build_model(cfg) -> RetinaNet:
     m = cfg.model
     cls_loss = build_cls_loss(cfg)
     backbone = REGISTRY.get("backbone", m.backbone.name)(cfg)
-    fpn = FPN(backbone.out_channels, m.fpn.out_channels, m.fpn.p6_from)
-    anchor_generator = AnchorGenerator(
-        anchor_sizes(cfg), m.anchors.aspect_ratios, PYRAMID_STRIDES,
-        round_to_int=m.anchors.round_to_int, stride_mode=m.anchors.stride_mode,
-    )
+    anchor_generator = build_anchor_generator(cfg)
     num_logits = m.num_classes + 1 if cls_loss.background_logit else m.num_classes
-    head = RetinaNetHead(m.fpn.out_channels, anchor_generator.num_anchors, num_logits,
-                         m.head.num_convs, m.head.norm, m.head.prior_prob)
     return RetinaNet(
         backbone=backbone,
-        fpn=fpn,
-        head=head,
+        fpn=FPN(backbone.out_channels, m.fpn.out_channels, m.fpn.p6_from),
+        head=RetinaNetHead(m.fpn.out_channels, anchor_generator.num_anchors, num_logits, m.head.num_convs,
+                           m.head.norm, m.head.prior_prob),
         anchor_generator=anchor_generator,
-        preprocessor=Preprocessor(m.pixel_mean, m.pixel_std, cfg.input.min_size, cfg.input.max_size,
-                                  cfg.input.size_divisible, resize_in_training(cfg)),
+        preprocessor=build_preprocessor(cfg),
         cls_loss=cls_loss,
         box_loss=build_box_loss(cfg),
         num_classes=m.num_classes,
-        matcher=Matcher(m.matcher.fg_iou_thresh, m.matcher.bg_iou_thresh,
-                        m.matcher.allow_low_quality_matches),
+        matcher=build_matcher(cfg),
         box_coder=BoxCoder(m.box_coder.weights, m.box_coder.scale_clamp),
         box_loss_weight=cfg.loss.box.weight,
         normalizer_momentum=cfg.loss.normalizer_momentum,
@@ -58,5 +80,6 @@ def build_model(cfg) -> RetinaNet:
     )
 
 
-__all__ = ["AnchorGenerator", "BoxCoder", "FPN", "Matcher", "Preprocessor", "RetinaNet",
-           "RetinaNetHead", "anchor_sizes", "build_model"]
+__all__ = ["ATSSMatcher", "AnchorGenerator", "BoxCoder", "FPN", "Matcher", "PYRAMID_STRIDES", "Preprocessor",
+           "RetinaNet", "RetinaNetHead", "build_anchor_generator", "build_matcher", "build_model",
+           "build_preprocessor", "check_names"]

@@ -60,6 +60,9 @@ class AnchorGenerator(nn.Module):
     def forward(self, image_size: Tuple[int, int], feature_shapes: List[Tuple[int, int]],
                 device: torch.device) -> Tensor:
         """Anchors ``[sum_l H_l * W_l * A, 4]`` for a padded batch of ``image_size`` (H, W)."""
+        if torch.jit.is_tracing():  # traced sizes: computed in the graph, for every input size
+            return torch.cat([self.grid_anchors(image_size, shape, level, device)
+                              for level, shape in enumerate(feature_shapes)])
         shapes = tuple(tuple(int(v) for v in s) for s in feature_shapes)
         key = (tuple(image_size) if self.stride_mode == "input_over_feature" else None, shapes, str(device))
         anchors = self._cache.get(key)
@@ -75,12 +78,12 @@ class AnchorGenerator(nn.Module):
         return anchors
 
     def level_sizes(self, feature_shapes: List[Tuple[int, int]]) -> List[int]:
-        """Number of anchors per level, to split the concatenated anchors."""
-        return [int(h) * int(w) * self.num_anchors for h, w in feature_shapes]
+        """Number of anchors per level, to split the concatenated anchors (traced 0-d tensors
+        while tracing)."""
+        return [h * w * self.num_anchors for h, w in feature_shapes]
 
     def grid_anchors(self, image_size, shape, level: int, device) -> Tensor:
-        """``[H_l * W_l * A, 4]`` anchors of one level, uncached (the exported graph calls this
-        with traced sizes, so that it computes them for every input size)."""
+        """``[H_l * W_l * A, 4]`` anchors of one level, uncached."""
         height, width = shape
         if self.stride_mode == "nominal":
             stride_y = stride_x = self.strides[level]

@@ -1,8 +1,11 @@
 """Anchor-to-ground-truth matching by IoU, for the whole batch at once."""
+from typing import List
+
 import torch
 from torch import Tensor
 
 from ..errors import UserError
+from ..structures import box_iou
 
 BACKGROUND = -1
 IGNORE = -2
@@ -24,6 +27,12 @@ class Matcher:
         self.fg_iou_thresh = fg_iou_thresh
         self.bg_iou_thresh = bg_iou_thresh
         self.allow_low_quality_matches = allow_low_quality_matches
+
+    def assign(self, anchors: Tensor, gt_boxes: Tensor, gt_valid: Tensor, level_sizes: List[int]) -> Tensor:
+        """``[R, 4]`` anchors, ``[N, G, 4]`` padded boxes and ``[N, G]`` validity -> ``[N, R]``
+        matches, as :meth:`__call__` (the interface every matcher shares; ``level_sizes`` is
+        for matchers that look at pyramid levels)."""
+        return self(box_iou(gt_boxes, anchors[None]), gt_valid)
 
     def __call__(self, iou: Tensor, gt_valid: Tensor) -> Tensor:
         """

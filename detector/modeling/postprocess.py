@@ -1,4 +1,10 @@
-"""Inference: score threshold, top-k per level, decode, class-aware NMS, for a whole batch."""
+"""Inference: score threshold, top-k per level, decode, class-aware NMS, for a whole batch.
+
+The same function runs eagerly and under the ONNX tracer (``detector export``, one image).
+Eagerly, the top-k of every (image, level) and the NMS per (image, class) find their groups
+on the host; traced, those steps take their ONNX-friendly form (a top-k per level with a
+traced count, torchvision's ``batched_nms``), in the branches marked ``is_tracing``.
+"""
 import itertools
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -9,7 +15,7 @@ from torchvision.ops import batched_nms, nms
 from .box_coder import BoxCoder
 
 # Elements of logits scored per block on the CPU when scores are not elementwise (softmax).
-# On a GPU the batch is one block.
+# On a GPU (and in an exported graph) the batch is one block.
 _BLOCK_ELEMENTS = 1 << 18
 
 
@@ -46,31 +52,21 @@ def postprocess_detections(
     """
     num_images, num_anchors = logits.shape[:2]
     rows, flat, scores, num_classes = _candidates(logits, scores_fn, score_thresh, min_logit)
-
-    # The top k of every (image, level) group. Rows and candidates are sorted, so each group
-    # is one contiguous run, found by binary search; only runs longer than k need a top-k.
-    level_starts = list(itertools.accumulate(level_sizes, initial=0))[:-1]
-    group_rows = torch.tensor([image * num_anchors + start for image in range(num_images) for start in level_starts]
-                              + [num_images * num_anchors], device=rows.device)
-    bounds = torch.searchsorted(flat, torch.searchsorted(rows, group_rows) * num_classes).tolist()
-    keep = []
-    for first, last in zip(bounds[:-1], bounds[1:]):
-        if last - first > topk_candidates:
-            keep.append(first + scores[first:last].topk(topk_candidates).indices)
-        elif last > first:
-            keep.append(torch.arange(first, last, device=flat.device))
-    keep = torch.cat(keep) if keep else flat.new_zeros(0)
+    keep = _top_k_per_level(rows, flat, scores, num_classes, num_images, num_anchors, level_sizes,
+                            topk_candidates)
     flat, scores = flat[keep], scores[keep]
     labels = flat % num_classes
-    row = rows[flat // num_classes]
-    image_idx, anchor_idx = row // num_anchors, row % num_anchors
+    row = rows[torch.div(flat, num_classes, rounding_mode="floor")]
+    image_idx, anchor_idx = torch.div(row, num_anchors, rounding_mode="floor"), row % num_anchors
 
     boxes = box_coder.decode(deltas[image_idx, anchor_idx].float(), anchors[anchor_idx])
-    limits = torch.tensor([[w, h, w, h] for h, w in image_sizes], dtype=boxes.dtype, device=boxes.device)
-    boxes = torch.minimum(boxes.clamp(min=0), limits[image_idx])
+    boxes = torch.minimum(boxes.clamp(min=0), _limits(image_sizes, boxes)[image_idx])
 
     # One NMS call for the batch: boxes of different images or classes never suppress each other.
     kept = _batched_nms(boxes, scores, image_idx * num_classes + labels, nms_thresh)
+    if torch.jit.is_tracing():  # one image
+        kept = kept[:max_detections_per_image]
+        return [{"boxes": boxes[kept], "scores": scores[kept], "labels": labels[kept]}]
     # kept is sorted by score; a stable sort by image keeps that order within each image.
     kept = kept[torch.sort(image_idx[kept], stable=True).indices]
     kept = kept[_rank_in_group(image_idx[kept], num_images) < max_detections_per_image]
@@ -97,9 +93,10 @@ def _candidates(logits: Tensor, scores_fn, score_thresh: float, min_logit: Optio
         return rows, flat, scores.flatten()[flat], scores.shape[1]
     # Any other scores: block of anchors by block, so that the scores stay in cache and no
     # full-size score tensor is allocated.
-    step = all_rows.shape[0] if logits.is_cuda else max(1, _BLOCK_ELEMENTS // logits.shape[2])
+    blocks = not (logits.is_cuda or torch.jit.is_tracing())
+    step = max(1, _BLOCK_ELEMENTS // logits.shape[2]) if blocks else all_rows.shape[0]
     flats, found = [], []
-    for start in range(0, all_rows.shape[0], step):
+    for start in range(0, all_rows.shape[0], step) if blocks else [0]:
         scores = scores_fn(all_rows[start:start + step])  # [r, K]
         num_classes = scores.shape[1]
         flat = torch.nonzero(scores.flatten() > score_thresh).squeeze(1)
@@ -107,6 +104,39 @@ def _candidates(logits: Tensor, scores_fn, score_thresh: float, min_logit: Optio
         found.append(scores.flatten()[flat])
     rows = torch.arange(all_rows.shape[0], device=logits.device)
     return rows, torch.cat(flats), torch.cat(found), num_classes
+
+
+def _top_k_per_level(rows: Tensor, flat: Tensor, scores: Tensor, num_classes, num_images, num_anchors,
+                     level_sizes: List[int], k: int) -> Tensor:
+    """Positions in ``flat`` of the ``k`` best candidates of every (image, level)."""
+    level_starts = list(itertools.accumulate(level_sizes, initial=0))
+    if torch.jit.is_tracing():  # one image: a top-k per level, its count a traced min(count, k)
+        anchor = rows[torch.div(flat, num_classes, rounding_mode="floor")]
+        keep = []
+        for start, end in zip(level_starts[:-1], level_starts[1:]):
+            members = torch.nonzero((anchor >= start) & (anchor < end)).squeeze(1)
+            count = torch.clamp(members.shape[0], max=k)  # shape[0]: a traced 0-d tensor
+            keep.append(members[scores[members].topk(count).indices])
+        return torch.cat(keep)
+    # Rows and candidates are sorted, so each (image, level) group is one contiguous run, found
+    # by binary search; only runs longer than k need a top-k.
+    group_rows = torch.tensor([image * num_anchors + start for image in range(num_images)
+                               for start in level_starts[:-1]] + [num_images * num_anchors], device=rows.device)
+    bounds = torch.searchsorted(flat, torch.searchsorted(rows, group_rows) * num_classes).tolist()
+    keep = []
+    for first, last in zip(bounds[:-1], bounds[1:]):
+        if last - first > k:
+            keep.append(first + scores[first:last].topk(k).indices)
+        elif last > first:
+            keep.append(torch.arange(first, last, device=flat.device))
+    return torch.cat(keep) if keep else flat.new_zeros(0)
+
+
+def _limits(image_sizes: List[Tuple[int, int]], like: Tensor) -> Tensor:
+    """``[N, 4]`` (W, H, W, H) per image, the upper bounds of its boxes' coordinates."""
+    if torch.jit.is_tracing():  # the sizes are traced tensors
+        return torch.stack([torch.stack([w, h, w, h]) for h, w in image_sizes]).to(like.dtype)
+    return torch.tensor([[w, h, w, h] for h, w in image_sizes], dtype=like.dtype, device=like.device)
 
 
 def _rank_in_group(sorted_group: Tensor, num_groups: int) -> Tensor:
@@ -122,7 +152,7 @@ def _batched_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_thresh: floa
     On the CPU, one NMS per group on its own slice, the groups found by one sort: for many
     groups, torchvision's CPU path scans every box once per group to find its members.
     """
-    if boxes.is_cuda:
+    if boxes.is_cuda or torch.jit.is_tracing():
         return batched_nms(boxes, scores, groups, iou_thresh)
     order = torch.sort(groups, stable=True).indices
     counts = torch.bincount(groups[order]).tolist() if groups.numel() else []

@@ -1,11 +1,12 @@
 """RetinaNet: backbone -> FPN -> head, with batched matching and losses (training) or
 decoding and NMS (inference)."""
+import math
 from typing import Dict, List, Optional
 
 import torch
 from torch import Tensor, nn
 
-from ..structures import box_iou
+from ..structures import box_iou_aligned
 from .anchors import AnchorGenerator
 from .box_coder import BoxCoder
 from .head import RetinaNetHead
@@ -34,7 +35,7 @@ class RetinaNet(nn.Module):
         cls_loss,
         box_loss,
         num_classes: int,
-        matcher: Optional[Matcher] = None,
+        matcher=None,
         box_coder: Optional[BoxCoder] = None,
         box_loss_weight: float = 1.0,
         normalizer_momentum: float = 0.0,
@@ -50,7 +51,8 @@ class RetinaNet(nn.Module):
         self.head = head
         self.anchor_generator = anchor_generator
         self.preprocessor = preprocessor
-        self.cls_loss = cls_loss
+        self.cls_loss = cls_loss  # an nn.Module (one with state: ghm_c) is a submodule, saved with the weights
+        self.background_logit = getattr(cls_loss, "background_logit", False)  # a softmax head: K + 1 logits
         self.box_loss = box_loss
         self.num_classes = num_classes
         self.matcher = matcher or Matcher()
@@ -71,28 +73,49 @@ class RetinaNet(nn.Module):
     def forward(self, images: List[Tensor], targets: Optional[List[Dict[str, Tensor]]] = None):
         if self.training and targets is None:
             raise ValueError("training mode needs targets; call model.eval() for detections")
-        original_sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
-        batch, image_sizes, targets = self.preprocessor(images, targets if self.training else None)
+        out = self.dense_outputs(images, targets if self.training else None)
+        if self.training:
+            return self.losses(out["logits"], out["deltas"], out["anchors"], out["level_sizes"], out["targets"])
+        detections = postprocess_detections(
+            out["logits"], self.class_scores, out["deltas"], out["anchors"], out["level_sizes"], out["image_sizes"],
+            self.box_coder, self.score_thresh, self.topk_candidates, self.nms_thresh, self.max_detections_per_image,
+            self.min_logit(self.score_thresh),
+        )
+        for det, resized, image in zip(detections, out["image_sizes"], images):
+            det["boxes"] = rescale_boxes(det["boxes"], resized, (image.shape[-2], image.shape[-1]))
+        return detections
+
+    def dense_outputs(self, images: List[Tensor], targets: Optional[List[Dict[str, Tensor]]] = None):
+        """Everything before the losses or the post-processing: ``logits`` ``[N, R, C]``,
+        ``deltas`` ``[N, R, 4]``, ``anchors`` ``[R, 4]`` and ``level_sizes`` (anchors per level),
+        each image's size after resizing (``image_sizes``), and the ``targets`` scaled to it."""
+        batch, image_sizes, targets = self.preprocessor(images, targets)
         batch = batch.contiguous(memory_format=self.memory_format)
         features = self.fpn(self.backbone(batch))
         logits, deltas = self.head(features)
         shapes = [tuple(f.shape[-2:]) for f in features]
-        anchors = self.anchor_generator(tuple(batch.shape[-2:]), shapes, batch.device)
-        if self.training:
-            return self.losses(logits, deltas, anchors, targets)
-        detections = postprocess_detections(
-            logits, lambda block: self.cls_loss.scores(block.float()), deltas, anchors,
-            self.anchor_generator.level_sizes(shapes), image_sizes, self.box_coder,
-            self.score_thresh, self.topk_candidates, self.nms_thresh, self.max_detections_per_image,
-            # Optional for plugin losses: without it every anchor is scored.
-            getattr(self.cls_loss, "min_logit", lambda score: None)(self.score_thresh),
-        )
-        for det, resized, original in zip(detections, image_sizes, original_sizes):
-            det["boxes"] = rescale_boxes(det["boxes"], resized, original)
-        return detections
+        return {"logits": logits, "deltas": deltas, "anchors": self.anchor_generator(tuple(batch.shape[-2:]), shapes,
+                                                                                     batch.device),
+                "level_sizes": self.anchor_generator.level_sizes(shapes), "image_sizes": image_sizes,
+                "targets": targets}
 
-    def label_anchors(self, anchors: Tensor, targets: List[Dict[str, Tensor]]):
-        """Match every anchor of the batch to the ground truth.
+    def class_scores(self, logits: Tensor) -> Tensor:
+        """``[..., C]`` logits -> ``[..., K]`` class probabilities (float32): independent
+        sigmoids, or for a head with a background logit (last) the softmax without it."""
+        logits = logits.float()
+        return logits.softmax(dim=-1)[..., :-1] if self.background_logit else logits.sigmoid()
+
+    def min_logit(self, score: float) -> Optional[float]:
+        """The logit at which a class's score reaches ``score`` when scores are elementwise
+        (sigmoids): inference then skips every anchor whose best logit is below it. None for a
+        softmax, whose score depends on the whole row."""
+        if self.background_logit or not 0.0 < score < 1.0:
+            return None
+        return math.log(score / (1.0 - score))
+
+    def label_anchors(self, anchors: Tensor, level_sizes: List[int], targets: List[Dict[str, Tensor]]):
+        """Match every anchor of the batch to the ground truth (``level_sizes``: anchors per
+        pyramid level, which ATSS needs).
 
         Returns:
             gt_labels ``[N, R]``: 0..K-1 the matched class, K background, -1 ignored;
@@ -106,7 +129,7 @@ class RetinaNet(nn.Module):
         for i, t in enumerate(targets):  # padding only; matching below is batched
             gt_boxes[i, : len(t["boxes"])] = t["boxes"].to(device, torch.float32)
             gt_classes[i, : len(t["labels"])] = t["labels"].to(device)
-        matches = self.matcher(box_iou(gt_boxes, anchors[None]), gt_classes >= 0)  # [N, R]
+        matches = self.matcher.assign(anchors, gt_boxes, gt_classes >= 0, level_sizes)  # [N, R]
         fg = matches >= 0
         index = matches.clamp(min=0)
         labels = gt_classes.gather(1, index)
@@ -115,12 +138,16 @@ class RetinaNet(nn.Module):
         matched = torch.where(fg[..., None], matched, anchors[None])
         return labels, matched
 
-    def losses(self, logits: Tensor, deltas: Tensor, anchors: Tensor,
+    def losses(self, logits: Tensor, deltas: Tensor, anchors: Tensor, level_sizes: List[int],
                targets: List[Dict[str, Tensor]]) -> Dict[str, Tensor]:
         """Classification and box loss for the batch, each divided by the number of foreground
         anchors in the batch (or an EMA of it), computed in float32. Under DDP each rank's
-        loss is its share of the whole batch's loss times the number of ranks."""
-        gt_labels, matched_boxes = self.label_anchors(anchors, targets)
+        loss is its share of the whole batch's loss times the number of ranks.
+
+        A classification loss with ``uses_quality`` (Varifocal, Quality Focal) also gets each
+        anchor's localisation quality: the IoU of its predicted box (detached) with its matched
+        ground truth, ``[N, R]``, computed here on the device for the whole batch."""
+        gt_labels, matched_boxes = self.label_anchors(anchors, level_sizes, targets)
         fg = (gt_labels >= 0) & (gt_labels < self.num_classes)
         num_fg = fg.sum().float()  # stays on the device: no host sync
         world_size = 1
@@ -137,7 +164,14 @@ class RetinaNet(nn.Module):
         else:
             normalizer = num_fg
         normalizer = normalizer.clamp(min=1.0) / world_size
-        loss_cls = self.cls_loss(logits, gt_labels) / normalizer
+        if getattr(self.cls_loss, "uses_quality", False):
+            predicted = self.box_coder.decode(deltas.detach().float(), anchors[None])
+            quality = torch.where(fg, box_iou_aligned(predicted, matched_boxes), 0.0)
+            loss_cls = self.cls_loss(logits, gt_labels, quality)
+        else:
+            loss_cls = self.cls_loss(logits, gt_labels)
+        if not getattr(self.cls_loss, "normalized", False):  # GHM-C divides by its own count
+            loss_cls = loss_cls / normalizer
         box = self.box_loss(deltas, anchors[None].expand_as(matched_boxes), matched_boxes, self.box_coder)
         loss_box = (box * fg).sum() / normalizer
         return {"loss_cls": loss_cls, "loss_box": self.box_loss_weight * loss_box}

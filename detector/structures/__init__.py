@@ -1,6 +1,7 @@
 from .boxes import (
     box_area,
     box_iou,
+    box_iou_aligned,
     clip_boxes,
     generalized_box_iou_pairwise,
     xywh_to_xyxy,
@@ -10,6 +11,7 @@ from .boxes import (
 __all__ = [
     "box_area",
     "box_iou",
+    "box_iou_aligned",
     "clip_boxes",
     "generalized_box_iou_pairwise",
     "xywh_to_xyxy",

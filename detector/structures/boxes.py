@@ -50,6 +50,16 @@ def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     return torch.where(union > 0, inter / union.clamp(min=torch.finfo(union.dtype).tiny), 0.0)
 
 
+def box_iou_aligned(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """IoU of matching pairs: ``[..., 4]`` and ``[..., 4]`` -> ``[...]`` (0 for an empty union)."""
+    lt = torch.maximum(boxes1[..., :2], boxes2[..., :2])
+    rb = torch.minimum(boxes1[..., 2:], boxes2[..., 2:])
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    union = box_area(boxes1) + box_area(boxes2) - inter
+    return torch.where(union > 0, inter / union.clamp(min=torch.finfo(union.dtype).tiny), 0.0)
+
+
 def generalized_box_iou_pairwise(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-7) -> Tensor:
     """GIoU of matching pairs: ``[..., 4]`` and ``[..., 4]`` -> ``[...]``."""
     area1 = box_area(boxes1)

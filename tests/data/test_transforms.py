@@ -69,12 +69,11 @@ def test_collate_keeps_sizes():
 def test_training_resizes_like_testing_when_the_transforms_do_not_rescale(tiny_config):
     import torch
 
-    from detector.config import load_config
-    from detector.data.transforms import resize_in_training, training_scale_note
+    from detector.config import load_config, resize_in_training, training_scale_note
     from detector.modeling import build_model
 
     flip_only = load_config(tiny_config)  # transforms: HorizontalFlip only; input 64 px
-    assert resize_in_training(flip_only) and "auto" in training_scale_note(flip_only)
+    assert resize_in_training(flip_only) and "auto" in training_scale_note(flip_only)[0]
     model = build_model(flip_only).train()
     photos = [torch.rand(3, 300, 200), torch.rand(3, 150, 400)]  # native sizes far from 64
     targets = [{"boxes": torch.tensor([[10.0, 20.0, 100.0, 200.0]]), "labels": torch.tensor([0])}] * 2
@@ -85,11 +84,11 @@ def test_training_resizes_like_testing_when_the_transforms_do_not_rescale(tiny_c
     torch.testing.assert_close(scaled[0]["boxes"], expected)  # the boxes move with the pixels
 
     rescaling = load_config(tiny_config, ["data.train.transforms=[{name: SmallestMaxSize, max_size: 64}]"])
-    assert not resize_in_training(rescaling) and "rescaled by the train transforms" in training_scale_note(rescaling)
+    assert not resize_in_training(rescaling) and "rescaled by the train transforms" in training_scale_note(rescaling)[0]
     native = load_config(tiny_config, ["input.resize_in_training=false"])
     assert not build_model(native).preprocessor.resize_in_training
-    note = training_scale_note(native)
-    assert note.startswith("WARNING") and "input.resize_in_training=true" in note
+    note, warning = training_scale_note(native)
+    assert warning and "input.resize_in_training=true" in note
 
 
 def test_check_data_and_train_state_the_training_scale(tiny_config, tmp_path, capsys, caplog):

@@ -1,4 +1,5 @@
 import json
+import math
 import os
 
 import pytest
@@ -7,7 +8,8 @@ import torch
 from detector.config import load_config
 from detector.engine import train
 from detector.engine.checkpoint import last_checkpoint, load_training_state
-from detector.engine.trainer import NonFiniteLossError
+from detector.engine.metrics import NonFiniteLossError
+from detector.modeling import build_model
 
 
 def _metrics(output_dir):
@@ -58,3 +60,26 @@ def test_non_finite_loss_stops_with_the_terms(tiny_config, tmp_path):
                                     "solver.warmup_iters=0", "train.max_iter=6", "train.log_period=1"])
     with pytest.raises(NonFiniteLossError, match="loss is not finite.*loss_cls=.*solver.base_lr"):
         train(cfg, progress=False)
+
+
+@pytest.mark.parametrize("overrides", [
+    ["loss.cls.name=focal_star", "loss.cls.beta=1.0"],
+    ["loss.cls.name=poly1_focal", "loss.cls.epsilon=1.0"],
+    ["loss.cls.name=varifocal", "loss.cls.alpha=0.75"],
+    ["loss.cls.name=quality_focal"],
+    ["loss.cls.name=ghm_c"],
+    ["model.matcher.name=atss"],
+    ["loss.cls.name=varifocal", "model.matcher.name=atss", "train.amp=true"],  # bfloat16 autocast on the CPU
+], ids=["focal_star", "poly1_focal", "varifocal", "quality_focal", "ghm_c", "atss", "varifocal+atss+amp"])
+def test_the_successors_and_atss_train_end_to_end(tiny_config, tmp_path, overrides):
+    out = str(tmp_path / "run")
+    cfg = load_config(tiny_config, [f"output_dir={out}", "train.max_iter=4", "train.log_period=2",
+                                    "data.val.ann_file=", *overrides])
+    train(cfg, progress=False)
+    rows = _metrics(out)
+    assert rows[-1]["iteration"] == 4 and all(math.isfinite(r["loss_cls"]) and r["loss_cls"] > 0 for r in rows)
+    final = load_training_state(os.path.join(out, "model_final.pth"))["model"]
+    first = build_model(cfg).state_dict()
+    assert not torch.allclose(first["head.cls_score.weight"], final["head.cls_score.weight"])  # it learned
+    if "loss.cls.name=ghm_c" in overrides:  # its moving bin counts are saved with the weights
+        assert final["cls_loss.accumulated"].sum() > 0

@@ -1,10 +1,11 @@
 """Batched post-processing against a per-image, per-level reference written the way
 torchvision's RetinaNet does it."""
+import math
+
 import pytest
 import torch
 from torchvision.ops import batched_nms
 
-from detector.losses import SigmoidFocalLoss
 from detector.modeling import postprocess as postprocess_module
 from detector.modeling.box_coder import BoxCoder
 from detector.modeling.postprocess import _batched_nms, postprocess_detections
@@ -45,8 +46,11 @@ def _reference(logits, deltas, anchors, image_sizes):
     return out
 
 
+MIN_LOGIT = math.log(THRESH / (1 - THRESH))  # a sigmoid's score passes THRESH above this logit
+
+
 def _run(logits, deltas, anchors, image_sizes, min_logit):
-    return postprocess_detections(logits, SigmoidFocalLoss().scores, deltas, anchors, LEVEL_SIZES, image_sizes,
+    return postprocess_detections(logits, torch.sigmoid, deltas, anchors, LEVEL_SIZES, image_sizes,
                                   BoxCoder(), THRESH, TOPK, NMS, MAX_DET, min_logit)
 
 
@@ -55,7 +59,7 @@ def test_matches_per_image_per_level_reference(prefilter, monkeypatch):
     monkeypatch.setattr(postprocess_module, "_BLOCK_ELEMENTS", 64)  # several blocks without the prefilter
     logits, deltas, anchors = _inputs()
     sizes = [(90, 100), (70, 60), (100, 100)]
-    min_logit = SigmoidFocalLoss().min_logit(THRESH) if prefilter else None
+    min_logit = MIN_LOGIT if prefilter else None
     got = _run(logits, deltas, anchors, sizes, min_logit)
     expected = _reference(logits, deltas, anchors, sizes)
     for g, e in zip(got, expected):
@@ -68,7 +72,7 @@ def test_matches_per_image_per_level_reference(prefilter, monkeypatch):
 
 def test_no_candidates_gives_empty_detections():
     logits, deltas, anchors = _inputs()
-    out = _run(logits - 20, deltas, anchors, [(90, 100)] * 3, SigmoidFocalLoss().min_logit(THRESH))
+    out = _run(logits - 20, deltas, anchors, [(90, 100)] * 3, MIN_LOGIT)
     assert [len(d["boxes"]) for d in out] == [0, 0, 0]
     assert out[0]["boxes"].shape == (0, 4)
 
@@ -83,7 +87,17 @@ def test_cpu_group_nms_equals_torchvision_batched_nms():
     assert _batched_nms(boxes[:0], scores[:0], groups[:0], 0.5).numel() == 0
 
 
-def test_min_logit_is_the_score_threshold_in_logit_space():
-    loss = SigmoidFocalLoss()
-    assert torch.sigmoid(torch.tensor(loss.min_logit(0.05))).item() == pytest.approx(0.05)
-    assert loss.min_logit(0.0) is None
+def test_the_model_scores_sigmoid_and_softmax_heads_and_prefilters_only_sigmoids(tiny_config):
+    from detector.config import load_config
+    from detector.modeling import build_model
+
+    sigmoid = build_model(load_config(tiny_config))
+    assert torch.sigmoid(torch.tensor(sigmoid.min_logit(0.05))).item() == pytest.approx(0.05)
+    assert sigmoid.min_logit(0.0) is None
+    logits = torch.randn(2, 4, 5)
+    torch.testing.assert_close(sigmoid.class_scores(logits[..., :4]), logits[..., :4].sigmoid())
+    softmax = build_model(load_config(tiny_config, ["loss.cls.name=softmax_focal", "loss.cls.alpha=-1"]))
+    assert softmax.min_logit(0.05) is None  # a softmax score depends on the whole row
+    scores = softmax.class_scores(logits)
+    assert scores.shape == (2, 4, 4)  # the background column is dropped
+    torch.testing.assert_close(scores, logits.softmax(-1)[..., :4])

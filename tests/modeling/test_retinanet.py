@@ -40,7 +40,7 @@ def test_training_batch_with_an_empty_image(model):
 
 def test_label_anchors_background_and_ignore(model):
     anchors = torch.tensor([[10.0, 12.0, 60.0, 70.0], [0.0, 0.0, 5.0, 5.0], [10.0, 12.0, 60.0, 45.0]])
-    labels, matched = model.label_anchors(anchors, _targets())
+    labels, matched = model.label_anchors(anchors, [3], _targets())
     # anchor 0 equals box 0 (class 0); anchor 1 overlaps nothing; anchor 2 has IoU 0.57 -> fg
     assert labels[0].tolist() == [0, 3, 0]
     assert labels[1].tolist() == [3, 3, 3]  # no objects: all background (K = 3)
@@ -100,7 +100,8 @@ def test_normalizer_ema():
     model([image], targets)
     anchors = model.anchor_generator((128, 128), [(16, 16), (8, 8), (4, 4), (2, 2), (1, 1)],
                                      torch.device("cpu"))
-    labels, _ = model.label_anchors(anchors, targets)
+    labels, _ = model.label_anchors(anchors, model.anchor_generator.level_sizes(
+        [(16, 16), (8, 8), (4, 4), (2, 2), (1, 1)]), targets)
     num_fg = ((labels >= 0) & (labels < 3)).sum().item()
     assert num_fg > 0
     assert model.fg_normalizer.item() == pytest.approx(0.9 * 100 + 0.1 * num_fg)

@@ -4,10 +4,10 @@ import torch
 import torchvision
 
 from detector.config import load_config
-from detector.engine.checkpoint import convert_checkpoint, load_state_dict
 from detector.errors import UserError
 from detector.modeling import build_model
 from detector.modeling.convert import convert_torchvision_retinanet
+from detector.modeling.weights import convert_checkpoint, load_state_dict
 
 CONFIG = "configs/retinanet/retinanet_r50_fpn_torchvision.yaml"
 MIN_SIZE, MAX_SIZE = 320, 480

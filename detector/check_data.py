@@ -1,18 +1,15 @@
 """``detector check-data``: build both splits (which validates them), open every image and
-print what is in them."""
-import logging
-
-from .coco import DatasetError
-from .loader import build_dataset
-from .transforms import training_scale_note
-
-logger = logging.getLogger(__name__)
+print what is in them, and how imbalanced the training anchors are."""
+from .analysis.anchor_stats import anchor_statistics, format_anchor_statistics
+from .config import training_scale_note
+from .data import DatasetError, build_dataset
 
 
 def check_data(cfg, progress: bool = True) -> bool:
     """Print statistics and problems for the configured splits; True when none has problems."""
     ok = True
-    print(f"[scale] {training_scale_note(cfg)}")
+    note, warning = training_scale_note(cfg)
+    print(f"[scale] {'WARNING: ' if warning else ''}{note}")
     for split in ("train", "val"):
         if not getattr(cfg.data, split).ann_file:
             print(f"[{split}] not configured (data.{split}.ann_file is empty)")
@@ -44,7 +41,5 @@ def check_data(cfg, progress: bool = True) -> bool:
         else:
             print("  problems: none")
         if split == "train":
-            from ..analysis.anchor_stats import anchor_statistics, format_anchor_statistics
-
             print("  " + format_anchor_statistics(anchor_statistics(cfg, split, dataset=dataset)).replace("\n", "\n  "))
     return ok

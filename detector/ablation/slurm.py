@@ -11,14 +11,19 @@ the same command, and ``--resume`` continues from that checkpoint.
 subprocesses (submitit's LocalExecutor): the tests use it, and so can a user who wants to
 try a sweep's job path before spending cluster time.
 """
+import logging
 import os
 import signal
 import subprocess
-import sys
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
-from .errors import UserError, require
+from ..engine.lock import holder
+from ..errors import UserError, require
+from .grid import Run
+from .runs import is_finished, load_metrics, train_command
+
+logger = logging.getLogger(__name__)
 
 JOB_ID_FILE = "job_id"  # in each run directory: the cluster's id of its newest job
 CLUSTERS = ("slurm", "local")
@@ -35,16 +40,6 @@ class SlurmOptions:
     signal_delay_s: int = 120  # USR2 this long before the time limit: time to finish a step and save
     max_requeues: int = 10
     folder: Optional[str] = None  # submitit's logs and pickles; default OUTPUT_DIR/submitit
-
-
-def train_command(config: str, run_dir: str, overrides: Sequence[str], gpus: int) -> List[str]:
-    """The training command of one run; torchrun spreads it over ``gpus`` processes."""
-    if gpus > 1:
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
-                    "-m", "detector"]
-    else:
-        launcher = [sys.executable, "-m", "detector"]
-    return [*launcher, "train", config, "--output-dir", run_dir, "--resume", *overrides]
 
 
 class TrainJob:
@@ -119,3 +114,61 @@ def job_is_active(cluster: str, folder: str, job_id: str) -> bool:
     state = submitit.SlurmJob(folder=folder, job_id=job_id).state
     return state in ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING",
                      "REQUEUE_HOLD", "REQUEUE_FED", "UNKNOWN")
+
+
+class SlurmLauncher:
+    """Submits every unfinished run as a job (one whose job is still queued or running is left
+    alone) and, with ``wait``, blocks until they end; the runs that are finished when it looks
+    are collected. Run the same command again to collect the rest."""
+
+    def __init__(self, cluster: str = "slurm", options: Optional[SlurmOptions] = None, wait: bool = False) -> None:
+        self.cluster = cluster
+        self.options = options or SlurmOptions()
+        self.wait = wait
+
+    def launch(self, runs: List[Run], config: str, output_dir: str, overrides: Sequence[str]) -> None:
+        executor = make_executor(self.cluster, self.options, output_dir)
+        submitted = []
+        for run in runs:
+            run_dir = os.path.join(output_dir, run.name)
+            os.makedirs(run_dir, exist_ok=True)
+            id_file = os.path.join(run_dir, JOB_ID_FILE)
+            if is_finished(run_dir):
+                run.status = "skipped"
+                load_metrics(run, run_dir)
+                continue
+            if os.path.isfile(id_file):
+                with open(id_file) as f:
+                    run.job_id = f.read().strip()
+                if job_is_active(self.cluster, str(executor.folder), run.job_id):
+                    run.status = "queued"
+                    continue
+            held_by = holder(run_dir)
+            if held_by is not None:
+                run.status, run.note = "busy", f"in use by {held_by}"
+                continue
+            command = train_command(config, run_dir, [*overrides, *run.override_args()], self.options.gpus_per_run)
+            job = executor.submit(TrainJob(command, run_dir))
+            run.job_id, run.status = str(job.job_id), "queued"
+            with open(id_file, "w") as f:
+                f.write(run.job_id)
+            submitted.append((run, job))
+            print(f"submitted {run.name}: job {run.job_id}", flush=True)
+        if self.wait:
+            for run, job in submitted:
+                _wait(run, job, os.path.join(output_dir, run.name))
+        queued = [r for r in runs if r.status == "queued"]
+        print(f"{len(runs) - len(queued)} of {len(runs)} runs finished or failed; " +
+              (f"{len(queued)} queued or running: run the same command again to collect them" if queued
+               else "all collected"), flush=True)
+
+
+def _wait(run: Run, job, run_dir: str) -> None:
+    """Block until ``job`` ends; the run becomes done (with metrics) or failed."""
+    try:
+        job.result()
+    except Exception as e:  # submitit raises FailedJobError / UncompletedJobError with the job's log
+        logger.error("run %s (job %s) failed: %s", run.name, run.job_id, str(e).splitlines()[0])
+    run.status = "done" if is_finished(run_dir) else "failed"
+    if run.status == "done":
+        load_metrics(run, run_dir)

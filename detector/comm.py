@@ -1,13 +1,39 @@
-"""torch.distributed helpers: set-up from torchrun's environment, rank queries, gathering.
+"""What a run needs wherever it runs: the device, the seeds, and the distributed group.
 
 ``torchrun --nproc_per_node N -m detector train CONFIG`` sets RANK, WORLD_SIZE and
-LOCAL_RANK; :func:`init_distributed` joins the group (NCCL on GPUs, gloo on CPUs).
+LOCAL_RANK; :func:`init_distributed` joins the group (NCCL on GPUs, gloo on CPUs). Every layer
+may use these helpers (training, evaluation, analysis, the CLI, the benchmarks).
 """
 import os
+import random
 from typing import Any, List
 
+import numpy as np
 import torch
 import torch.distributed as dist
+
+from .errors import UserError
+
+
+def resolve_device(name: str) -> torch.device:
+    """``train.device`` -> a device that exists here (``auto``: CUDA when available)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"train.device={name} but CUDA is not available here; use train.device=cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(f"train.device={name} but this machine has {torch.cuda.device_count()} GPU(s): "
+                            f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    """Python's, NumPy's and torch's generators, for code that draws from them."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def is_distributed() -> bool:
@@ -20,10 +46,6 @@ def get_rank() -> int:
 
 def get_world_size() -> int:
     return dist.get_world_size() if is_distributed() else 1
-
-
-def is_main_process() -> bool:
-    return get_rank() == 0
 
 
 def launch_rank() -> int:

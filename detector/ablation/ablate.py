@@ -1,0 +1,45 @@
+"""``detector ablate``: one full train + eval per (point, seed), then the tables and the plot.
+
+Each run is ``detector train CONFIG --output-dir OUT/<point>[_seed<s>] --resume <the point's
+overrides> [train.seed=s] [KEY=VALUE ...]`` in a process of its own (logged to ``run.log`` in
+its directory), so a failing run cannot take the others down. The launcher decides where the
+processes run: here (:class:`~detector.ablation.local.LocalLauncher`) or as cluster jobs
+(:class:`~detector.ablation.slurm.SlurmLauncher`). A run whose ``metrics.json`` exists is
+collected, an interrupted one resumes, so the same command continues an ablation.
+"""
+import os
+from typing import Callable, List, Optional, Sequence
+
+from ..engine.lock import DirectoryLock
+from ..errors import UserError
+from .grid import Run, reference_point, validate
+from .plots import convergence_curves, plot_ablation
+from .report import PointSummary, write_tables
+
+
+def ablate(config: str, output_dir: str, runs: List[Run], launcher, overrides: Sequence[str] = (),
+           reference: Optional[str] = None, check: Callable = lambda cfg: None) -> List[PointSummary]:
+    """Validate every run's config (before anything starts), launch the runs, and write
+    ``ablation.md``, ``ablation.csv`` and ``ablation.png`` to ``output_dir``. ``reference``
+    names the point the others are compared with (default: the paper's focal loss when the
+    study has it). Returns the per-point summaries; raises :class:`UserError` when runs failed."""
+    validate(runs, config, overrides, check)
+    ref = reference_point(runs, reference)
+    with DirectoryLock(output_dir, "ablation"):
+        launcher.launch(runs, config, output_dir, overrides)
+        points = write_summary(runs, output_dir, ref)
+    print(f"tables: {os.path.join(output_dir, 'ablation.md')} and ablation.csv; plot: ablation.png", flush=True)
+    failed = [r for r in runs if r.status == "failed"]
+    if failed:
+        raise UserError(f"{len(failed)} of {len(runs)} runs failed (marked in {output_dir}/ablation.md; their logs: "
+                        f"{os.path.join(output_dir, failed[0].name, 'run.log')}, ...)")
+    return points
+
+
+def write_summary(runs: Sequence[Run], output_dir: str, reference=None) -> List[PointSummary]:
+    """The tables and, when a run finished, the plot."""
+    points = write_tables(runs, output_dir, reference)
+    done = [p for p in points if p.runs]
+    if done:
+        plot_ablation(done, convergence_curves(done, output_dir), os.path.join(output_dir, "ablation.png"))
+    return points

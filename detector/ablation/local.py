@@ -1,0 +1,68 @@
+"""The local launcher: every run a ``detector train`` subprocess here, ``jobs`` at a time,
+each pinned to a device when ``devices`` are given, its output in ``run.log``."""
+import os
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import List, Optional, Sequence
+
+from ..engine.lock import holder
+from .grid import Run
+from .runs import is_finished, load_metrics, train_command
+
+
+class LocalLauncher:
+    def __init__(self, jobs: int = 1, devices: Sequence[str] = ()) -> None:
+        self.jobs = max(jobs, 1)
+        self.devices = list(devices)
+
+    def launch(self, runs: List[Run], config: str, output_dir: str, overrides: Sequence[str]) -> None:
+        """Run every unfinished run; each ends done (with its metrics), skipped (finished
+        before), failed, or busy (another process holds its directory: not touched)."""
+        total, finished, started = len(runs), [], time.perf_counter()
+
+        def work(item):
+            index, run = item
+            device = self.devices[index % len(self.devices)] if self.devices else None
+            _run_one(run, config, output_dir, overrides, device)
+            finished.append(run)
+            timed = [r.seconds for r in finished if r.status in ("done", "failed")]
+            eta = (sum(timed) / len(timed)) * (total - len(finished)) / self.jobs if timed else 0.0
+            result = {"failed": f"see {os.path.join(output_dir, run.name, 'run.log')}",
+                      "busy": run.note}.get(run.status) or f"AP {100 * run.metrics['AP']:.1f}"
+            seed = "" if run.seed is None else f" seed={run.seed}"
+            print(f"[{len(finished)}/{total}] {run.point.name}{seed}: {run.status} ({run.seconds:.0f} s) {result}; "
+                  f"ETA {eta / 60:.1f} min", flush=True)
+
+        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            list(pool.map(work, enumerate(runs)))
+        print(f"{total} runs took {(time.perf_counter() - started) / 60:.1f} min", flush=True)
+
+
+def _run_one(run: Run, config: str, output_dir: str, overrides: Sequence[str], device: Optional[str]) -> None:
+    run_dir = os.path.join(output_dir, run.name)
+    os.makedirs(run_dir, exist_ok=True)
+    if is_finished(run_dir):
+        run.status = "skipped"
+        load_metrics(run, run_dir)
+        return
+    held_by = holder(run_dir)
+    if held_by is not None:  # another ablation (or a train by hand) is running it
+        run.status, run.note = "busy", f"in use by {held_by}"
+        return
+    cmd = train_command(config, run_dir, [*overrides, *run.override_args()])
+    env = dict(os.environ)
+    if device is not None:
+        if device.startswith("cuda") or device.isdigit():
+            env["CUDA_VISIBLE_DEVICES"] = device.split(":")[-1]
+        else:
+            cmd.append(f"train.device={device}")
+    start = time.perf_counter()
+    with open(os.path.join(run_dir, "run.log"), "a") as log:
+        log.write(f"$ {' '.join(cmd)}\n")
+        log.flush()
+        code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    run.seconds = time.perf_counter() - start
+    run.status = "done" if code == 0 and is_finished(run_dir) else "failed"
+    if run.status == "done":
+        load_metrics(run, run_dir)

@@ -1,0 +1,28 @@
+"""The runs of an ablation: one (point, seed) each, a ``detector train`` process in its own
+directory, finished when its ``metrics.json`` exists."""
+import json
+import os
+import sys
+from typing import List, Sequence
+
+from .grid import Run
+
+
+def train_command(config: str, run_dir: str, overrides: Sequence[str], gpus: int = 1) -> List[str]:
+    """The training command of one run; torchrun spreads it over ``gpus`` processes. It resumes,
+    so that the same command continues an interrupted run."""
+    if gpus > 1:
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
+                    "-m", "detector"]
+    else:
+        launcher = [sys.executable, "-m", "detector"]
+    return [*launcher, "train", config, "--output-dir", run_dir, "--resume", *overrides]
+
+
+def is_finished(run_dir: str) -> bool:
+    return os.path.isfile(os.path.join(run_dir, "metrics.json"))
+
+
+def load_metrics(run: Run, run_dir: str) -> None:
+    with open(os.path.join(run_dir, "metrics.json")) as f:
+        run.metrics = json.load(f)
