@@ -26,7 +26,7 @@ demo: venv $(SHAPES)
 # output/bench.json. Under 10 minutes on 2 CPU cores.
 bench: venv
 	mkdir -p output
-	$(PY) benchmarks/run.py --json output/bench.json
+	$(PY) -m benchmarks.run --json output/bench.json
 
 $(SHAPES): | venv
 	$(PY) -m detector make-synthetic data/shapes

@@ -9,8 +9,9 @@ model's weights converted, so both compute the same function.
 import gc
 import statistics
 import time
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
+import numpy as np
 import torch
 import torchvision
 from torchvision.models.detection import RetinaNet as TorchvisionRetinaNet
@@ -19,10 +20,13 @@ from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 from detector.config import load_config
+from detector.export import compare_detections
 from detector.modeling import build_model
 from detector.modeling.convert import convert_torchvision_retinanet
 
 TORCHVISION_PRESET = "configs/retinanet/retinanet_r50_fpn_torchvision.yaml"
+# Ours with its CPU-friendly switch (torchvision has none), in the rows that say so.
+OURS_OVERRIDES = ["model.channels_last=true"]
 NUM_CLASSES = 91
 
 
@@ -100,3 +104,67 @@ def peak_memory(fn: Callable[[], object], device: torch.device) -> int:
         live += delta
         peak = max(peak, live)
     return peak
+
+
+class CheckFailed(Exception):
+    """Ours and the reference do not compute the same numbers: the case is not timed."""
+
+
+def row(name: str, setting: str, ours_s: float, ref_s: float, target: Optional[float], reference="torchvision",
+        check: str = "") -> dict:
+    """A timing row: ratio = reference time / our time (above 1: we are faster); ``target``
+    None: measured, with no target set."""
+    ratio = ref_s / ours_s
+    return {"case": name, "setting": setting, "reference": reference, "ours_s": ours_s, "reference_s": ref_s,
+            "ratio": ratio, "target": "-" if target is None else f">= {target}x",
+            "met": None if target is None else ratio >= target, "check": check}
+
+
+def assert_close(name: str, got: torch.Tensor, expected: torch.Tensor, rtol: float, atol: float) -> str:
+    try:
+        torch.testing.assert_close(got, expected, rtol=rtol, atol=atol)
+    except AssertionError as e:
+        raise CheckFailed(f"{name}: ours and the reference differ, not timing it:\n{e}") from None
+    return f"{name} equal (rtol {rtol:g}, atol {atol:g})"
+
+
+def same_detections(expected: List[dict], got: List[dict], near_ties: bool = False) -> str:
+    """Per image, the same detections in any order among equal scores (the export's comparator,
+    :func:`detector.export.compare_detections`: labels equal, boxes within 1e-3 px, scores within
+    2e-4 relative). With ``near_ties`` (random weights that put almost every pair over the
+    threshold, thousands of candidates within float rounding of each other), rounding may pick
+    one near-tied candidate for another: then the counts and the sorted scores must agree and at
+    least 95 % of the detections must have their counterpart; the share is reported."""
+    matched = total = 0
+    for i, (e, g) in enumerate(zip(expected, got)):
+        e, g = ({k: v.detach().cpu().numpy() for k, v in d.items()} for d in (e, g))
+        if len(e["boxes"]) != len(g["boxes"]):
+            raise CheckFailed(f"image {i}: the reference keeps {len(e['boxes'])} detections, ours {len(g['boxes'])}")
+        problems, _, _ = compare_detections(g, e, box_atol=1e-3, score_rtol=2e-4)
+        if problems and not near_ties:
+            raise CheckFailed(f"image {i}: " + "; ".join(problems[:3]))
+        if near_ties and not np.allclose(np.sort(e["scores"]), np.sort(g["scores"]), rtol=0, atol=1e-5):
+            raise CheckFailed(f"image {i}: the scores differ")
+        matched, total = matched + len(e["boxes"]) - len(problems), total + len(e["boxes"])
+    if matched < (0.95 if near_ties else 1.0) * total:
+        raise CheckFailed(f"only {matched} of {total} detections are the reference's")
+    if matched == total:
+        return f"same detections ({total} in {len(expected)} images)"
+    return (f"same scores; {matched} of {total} boxes identical, the others near-tied candidates that float rounding "
+            "ordered differently")
+
+
+def head_outputs(tv, ours, num_images: int, size: int):
+    """Fixed head outputs for a batch: logits around the prior (mostly easy negatives, as
+    in training), small box deltas, and the anchors of both models (checked equal)."""
+    from torchvision.models.detection.image_list import ImageList
+
+    features = [torch.zeros(num_images, 256, size // s, size // s) for s in (8, 16, 32, 64, 128)]
+    anchors = ours.anchor_generator((size, size), [tuple(f.shape[-2:]) for f in features], torch.device("cpu"))
+    image_list = ImageList(torch.zeros(num_images, 3, size, size), [(size, size)] * num_images)
+    tv_anchors = tv.anchor_generator(image_list, features)
+    assert_close("anchors", tv_anchors[0], anchors, 0, 0)
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(num_images, anchors.shape[0], 91, generator=g) - 4.6
+    deltas = 0.1 * torch.randn(num_images, anchors.shape[0], 4, generator=g)
+    return logits, deltas, anchors, tv_anchors

@@ -1,6 +1,6 @@
 """GPU throughput, memory and host syncs, ours against torchvision's RetinaNet R50-FPN on the
 same weights: ``bash benchmarks/gpu.sh`` (defaults: 800x1333, training batch 16 in bf16,
-inference batch 8), or ``python benchmarks/gpu.py --device cpu --size 128 --batch 2`` to
+inference batch 8), or ``python -m benchmarks.gpu --device cpu --size 128 --batch 2`` to
 try the script on a CPU.
 
 Rows: training images/s (forward, backward, SGD step under autocast), inference images/s,
@@ -9,7 +9,6 @@ with ``torch.cuda.set_sync_debug_mode`` (CUDA only).
 """
 import argparse
 import json
-import os
 import sys
 import time
 import warnings
@@ -17,9 +16,7 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from benchmarks.common import build_pair, peak_memory, random_images, random_targets  # noqa: E402
+from benchmarks.common import build_pair, peak_memory, random_images, random_targets
 
 
 def _synchronize(device: torch.device) -> None:

@@ -8,5 +8,5 @@ PYTHON=${PYTHON:-.venv/bin/python}
 OUT=${OUT:-docs/results}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu_benchmark.md"
-"$PYTHON" benchmarks/gpu.py --device cuda --height 800 --width 1333 --batch 16 --infer-batch 8 \
+"$PYTHON" -m benchmarks.gpu --device cuda --height 800 --width 1333 --batch 16 --infer-batch 8 \
     --dtype bfloat16 --steps 10 --json "$OUT/gpu_benchmark.json" "$@" | tee -a "$OUT/gpu_benchmark.md"

@@ -2,7 +2,7 @@
 threads differs: two copies of the model, trained in lockstep on the same batches, one with
 ``--threads A`` intra-op threads and one with ``B``.
 
-    python benchmarks/thread_divergence.py configs/demo/shapes_focal.yaml --iterations 40 \\
+    python -m benchmarks.thread_divergence configs/demo/shapes_focal.yaml --iterations 40 \\
         --threads 1 2 --output docs/results/thread_count train.seed=1
 
 Writes ``divergence.jsonl`` (per iteration: the relative distance ||a - b|| / ||a|| of all
@@ -21,13 +21,11 @@ from typing import Dict, List
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from detector.comm import seed_everything  # noqa: E402
-from detector.config import load_config  # noqa: E402
-from detector.data import build_dataset, build_train_loader  # noqa: E402
-from detector.engine.optim import build_lr_scheduler, build_optimizer  # noqa: E402
-from detector.modeling import build_model  # noqa: E402
+from detector.comm import seed_everything
+from detector.config import load_config
+from detector.data import build_dataset, build_train_loader
+from detector.engine.optim import build_lr_scheduler, build_optimizer
+from detector.modeling import build_model
 
 
 def _flat(model) -> torch.Tensor:

@@ -153,6 +153,11 @@ class ModelConfig:
     num_classes: int = param(80, **AT_LEAST_ONE)
     pixel_mean: List[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
     pixel_std: List[float] = param(factory=lambda: [0.229, 0.224, 0.225], **POSITIVE)
+    # Initialise the whole detector from these weights before training (fine-tuning): a
+    # checkpoint of this package or a torchvision RetinaNet state dict. Tensors whose shape fits
+    # are loaded; the rest (a classifier for another class count) keep their initialisation.
+    # A run that resumes (--resume with a checkpoint) continues from its checkpoint instead.
+    weights: Optional[str] = None
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     fpn: FPNConfig = field(default_factory=FPNConfig)
     anchors: AnchorConfig = field(default_factory=AnchorConfig)

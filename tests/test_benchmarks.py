@@ -1,10 +1,12 @@
 """The benchmark harness itself (timings are not tested: they are measured by make bench)."""
 import json
+import time
 
+import pytest
 import torch
 
 from benchmarks import run, thread_divergence
-from benchmarks.common import alternate, peak_memory
+from benchmarks.common import CheckFailed, alternate, peak_memory, same_detections
 
 
 def test_peak_memory_replays_allocations_and_frees():
@@ -18,26 +20,47 @@ def test_peak_memory_replays_allocations_and_frees():
     assert peak_memory(fn, torch.device("cpu")) == 14_000_000
 
 
-def test_alternate_reports_a_median_per_function():
-    calls = []
-    t = alternate({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, warmup=1)
-    assert calls == ["a", "b"] * 4
-    assert set(t) == {"a", "b"} and all(v >= 0 for v in t.values())
+def test_alternate_interleaves_the_calls_and_reports_each_functions_median():
+    calls, slow_times = [], iter([0.0, 0.05, 0.2, 0.01])  # warm-up, then 3 timed calls: median 0.05 s
+
+    def slow():
+        calls.append("slow")
+        time.sleep(next(slow_times, 0.0))
+
+    t = alternate({"slow": slow, "fast": lambda: calls.append("fast")}, repeats=3, warmup=1)
+    assert calls == ["slow", "fast"] * 4
+    assert 0.0 <= t["fast"] < 0.01 and 0.04 < t["slow"] < 0.08  # the median, not the mean (0.087) or the max
 
 
 def test_coco_case_checks_identical_stats_and_writes_json(tmp_path):
     out = tmp_path / "bench.json"
     assert run.main(["--cases", "coco_eval", "--coco-images", "40", "--json", str(out)]) == 0
-    row = json.loads(out.read_text())["rows"][0]
-    assert row["case"] == "COCO evaluation" and row["check"].startswith("all 12 stats identical")
-    assert row["ratio"] > 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["setting"].split("backend ")[1] for r in rows] == ["faster_coco_eval", "hotcoco"]
+    for row in rows:
+        assert row["case"] == "COCO evaluation" and row["check"].startswith("all 12 stats identical")
+        assert row["ratio"] == pytest.approx(row["reference_s"] / row["ours_s"])
 
 
-def test_detection_check_ignores_the_order_of_equal_scores():
+def test_detection_check_ignores_the_order_of_equal_scores_and_finds_differences():
     a = {"boxes": torch.tensor([[0.0, 0, 5, 5], [1.0, 1, 6, 6]]), "scores": torch.tensor([0.5, 0.5]),
          "labels": torch.tensor([1, 2])}
     b = {k: v.flip(0) for k, v in a.items()}
-    assert "same detections" in run._same_detections([a], [b])
+    assert "same detections" in same_detections([a], [b])
+    moved = {**b, "boxes": b["boxes"] + torch.tensor([0.0, 0.0, 0.01, 0.0])}
+    with pytest.raises(CheckFailed, match="no counterpart"):
+        same_detections([a], [moved])
+
+
+def test_a_case_whose_check_fails_is_reported_and_not_timed(monkeypatch, capsys):
+    def failing(args):
+        raise CheckFailed("ours and the reference differ")
+
+    monkeypatch.setitem(run.CASES, "coco_eval", failing)
+    assert run.main(["--cases", "coco_eval"]) == 1
+    captured = capsys.readouterr()
+    assert "[coco_eval] not timed: ours and the reference differ" in captured.out
+    assert "checks failed, not timed: coco_eval" in captured.err
 
 
 def test_printed_ratio_never_looks_met_when_it_is_not():

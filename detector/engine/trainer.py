@@ -25,7 +25,7 @@ from ..data import DatasetError, batches, build_dataset, build_train_loader
 from ..errors import UserError
 from ..evaluation import evaluate
 from ..modeling import build_model
-from ..modeling.weights import describe_mismatch
+from ..modeling.weights import describe_mismatch, load_pretrained
 from ..visualization import plot_training
 from . import environment
 from .checkpoint import (
@@ -113,6 +113,8 @@ class Trainer:
         if cfg.train.compile:
             compile_dense_layers(self.model)
         self.start_iter = self._resume() if resume else 0
+        if self.start_iter == 0 and cfg.model.weights:  # fine-tuning; a resumed run has its own weights
+            logger.info("%s", load_pretrained(self.model, cfg.model.weights).describe())
         self.ddp_model = (DistributedDataParallel(self.model, device_ids=[self.device.index]
                                                   if self.device.type == "cuda" else None)
                           if self.world_size > 1 else self.model)

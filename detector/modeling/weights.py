@@ -1,7 +1,10 @@
 """Model weights from files: a checkpoint of this package, a bare state dict, or a
-torchvision RetinaNet state dict, read safely (tensors only) and checked against the model."""
+torchvision RetinaNet state dict, read safely (tensors only). :func:`load_model_weights`
+loads them whole and says what does not fit (eval, predict, export); :func:`load_pretrained`
+loads what fits, to fine-tune (``model.weights``)."""
 import os
-from typing import Dict
+from dataclasses import dataclass, field
+from typing import Dict, List
 
 import torch
 
@@ -32,6 +35,58 @@ def load_model_weights(model: torch.nn.Module, path: str) -> None:
     if problem:
         raise UserError(f"{path} does not fit the model of this config: {problem}")
     model.load_state_dict(state)
+
+
+def is_torchvision_retinanet(state: Dict[str, torch.Tensor]) -> bool:
+    return any(k.startswith(("backbone.body.", "head.classification_head.")) for k in state)
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_pretrained` did with each tensor."""
+
+    source: str
+    total: int  # tensors of the model
+    loaded: List[str] = field(default_factory=list)
+    reinitialised: List[str] = field(default_factory=list)  # in both, another shape: "key (file) -> (model)"
+    left_out: List[str] = field(default_factory=list)  # in the file, not in the model
+    not_in_file: List[str] = field(default_factory=list)  # in the model, not in the file: its init kept
+
+    def describe(self) -> str:
+        lines = [f"model.weights {self.source}: loaded {len(self.loaded)} of the model's {self.total} tensors"]
+        if self.reinitialised:
+            lines.append("re-initialised (another shape: the class or anchor count differs): "
+                         + ", ".join(self.reinitialised))
+        for title, keys in (("left out (not in this model)", self.left_out),
+                            ("not in the file (initialised as for training from scratch)", self.not_in_file)):
+            if keys:
+                lines.append(f"{title}: {len(keys)}: " + ", ".join(keys[:8]) + (" ..." if len(keys) > 8 else ""))
+        return "\n  ".join(lines)
+
+
+def load_pretrained(model: torch.nn.Module, path: str) -> LoadReport:
+    """Initialise ``model`` from the detector weights in ``path`` (a checkpoint of this package
+    or a torchvision RetinaNet state dict, converted on the fly) wherever they fit: every
+    tensor of the same name and shape is loaded. The rest keep the initialisation of training
+    from scratch; in particular a classification layer for another class count keeps its
+    prior-probability bias, and a box layer for another anchor count its fresh weights. The
+    report says which tensors went which way (the trainer logs it)."""
+    state = load_state_dict(path)
+    if is_torchvision_retinanet(state):
+        state = convert_torchvision_retinanet(state)
+    own = model.state_dict()
+    report = LoadReport(
+        path, len(own), loaded=sorted(k for k in state if k in own and state[k].shape == own[k].shape),
+        reinitialised=sorted(f"{k} {tuple(state[k].shape)} -> {tuple(own[k].shape)}" for k in state
+                             if k in own and state[k].shape != own[k].shape),
+        left_out=sorted(k for k in state if k not in own),
+        not_in_file=sorted(k for k in own if k not in state))
+    if not any(k.startswith("backbone.") for k in report.loaded):
+        raise UserError(f"model.weights: {path} shares no backbone tensor with this model ({len(report.loaded)} "
+                        f"of {len(own)} tensors fit): not weights of this architecture (model.backbone.name, "
+                        f"model.fpn.out_channels ...)?")
+    model.load_state_dict({k: state[k] for k in report.loaded}, strict=False)
+    return report
 
 
 def describe_mismatch(own: Dict[str, torch.Tensor], state: Dict[str, torch.Tensor]) -> str:
