@@ -91,27 +91,30 @@ def _prediction_view(cfg: Config, run_dir: str, errors: Optional[str], count: in
     for index, ((gt_boxes, gt_labels), det) in enumerate(zip(gt, dets)):
         keep = det["scores"] >= score_thresh
         det = {k: v[keep] for k, v in det.items()}
-        types, missed = classify_detections(gt_boxes, gt_labels, det["boxes"], det["scores"], det["labels"])
+        types, related, missed = classify_detections(gt_boxes, gt_labels, det["boxes"], det["scores"],
+                                                     det["labels"])
         if errors is not None:
             hits = int(missed.sum()) if errors == "missed" else types.count(errors)
             if not hits:
                 continue
-            found.append((-hits, index, gt_boxes, gt_labels, det, types, missed))
+            found.append((-hits, index, gt_boxes, gt_labels, det, types, related, missed))
         else:
-            found.append((0, index, gt_boxes, gt_labels, det, types, missed))
+            found.append((0, index, gt_boxes, gt_labels, det, types, related, missed))
         if errors is None and len(found) >= count:
             break
-    found.sort(key=lambda item: item[:2])  # most errors of the type first
+    found.sort(key=lambda item: item[:2])  # most errors of the type first, then in image order
     return [_prediction_picture(dataset, *item[1:]) for item in found[:count]]
 
 
 def _prediction_picture(dataset: CocoDetection, index: int, gt_boxes, gt_labels, det: Dict[str, np.ndarray],
-                        types: Sequence[str], missed: np.ndarray) -> Tuple[str, np.ndarray, List[Box]]:
+                        types: Sequence[str], related: np.ndarray,
+                        missed: np.ndarray) -> Tuple[str, np.ndarray, List[Box]]:
     names = dataset.class_names
     boxes: List[Box] = [(b, f"{names[int(c)]} missed", "missed", True)
                         for b, c, m in zip(gt_boxes, gt_labels, missed) if m]
-    boxes += [(b, f"{names[int(c)]} {s:.2f}", kind, False)
-              for b, s, c, kind in zip(det["boxes"], det["scores"], det["labels"], types)]
+    for b, s, c, kind, g in zip(det["boxes"], det["scores"], det["labels"], types, related):
+        truth = f" (is {names[int(gt_labels[g])]})" if kind in ("classification", "both") else ""
+        boxes.append((b, f"{names[int(c)]} {s:.2f}{truth}", kind, False))
     return f"val_{dataset.ids[index]}", dataset.load_image(index), boxes
 
 
@@ -123,7 +126,8 @@ def _sheet(pictures, title: str, path: str, legend: bool) -> str:
 
     columns = min(4, len(pictures))
     rows = math.ceil(len(pictures) / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 4 * rows + 0.8), squeeze=False)
+    # at least 8 inches wide, so that the title and the legend fit beside a single image
+    fig, axes = plt.subplots(rows, columns, figsize=(max(4 * columns, 8), 4 * rows + 0.8), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, (name, image, boxes) in zip(axes.flat, pictures):

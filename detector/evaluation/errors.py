@@ -4,17 +4,19 @@ et al., 2020), and the confusion matrix of classes and background.
 hotcoco's TIDE analysis in every evaluation gives the AP each kind of error costs; this module
 says which boxes they are, for drawing them (``detector visualize --predictions``) and for the
 confusion matrix. At IoU ``fg`` (0.5) and background threshold ``bg`` (0.1), detections in
-order of decreasing score are, in this order of precedence:
+order of decreasing score are, in TIDE's order of precedence:
 
 - ``correct``: IoU >= fg with a ground-truth box of its class that no higher-scoring correct
   detection took;
+- ``localization``: its best IoU with a box of its class is in [bg, fg);
+- ``classification``: its best IoU with a box of another class is >= fg;
 - ``duplicate``: IoU >= fg with a box of its class that a higher-scoring detection took;
-- ``classification``: IoU >= fg with a box of another class;
-- ``localization``: bg <= IoU < fg with a box of its class;
-- ``both``: bg <= IoU < fg with a box of another class only;
+- ``both``: IoU >= bg with some box, none of the above;
 - ``background``: IoU < bg with every box;
 
-and a ground-truth box that no detection is correct for is ``missed``.
+and a ground-truth box is ``missed`` when no detection is correct for it and none is a
+classification or localization error on it (TIDE's definition; hotcoco's counts agree, as a
+test checks).
 """
 from typing import Dict, List, Sequence, Tuple
 
@@ -28,32 +30,41 @@ ERROR_TYPES = DETECTION_TYPES[1:] + ("missed",)
 
 
 def classify_detections(gt_boxes: np.ndarray, gt_labels: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
-                        labels: np.ndarray, fg: float = 0.5, bg: float = 0.1) -> Tuple[List[str], np.ndarray]:
-    """One image: the type of each detection (``[D]`` names from :data:`DETECTION_TYPES`) and
+                        labels: np.ndarray, fg: float = 0.5,
+                        bg: float = 0.1) -> Tuple[List[str], np.ndarray, np.ndarray]:
+    """One image: the type of each detection (``[D]`` names from :data:`DETECTION_TYPES`),
+    the ground-truth box each one's type refers to (``[D]`` index, -1 for background), and
     whether each ground-truth box was missed (``[G]`` bool). Boxes are ``[*, 4]`` xyxy."""
     num_det, num_gt = len(boxes), len(gt_boxes)
     iou = (box_iou(torch.as_tensor(boxes, dtype=torch.float64).reshape(-1, 4),
                    torch.as_tensor(gt_boxes, dtype=torch.float64).reshape(-1, 4)).numpy()
            if num_det and num_gt else np.zeros((num_det, num_gt)))
     taken = np.zeros(num_gt, dtype=bool)
-    types = [""] * num_det
+    types, related = ["background"] * num_det, np.full(num_det, -1, dtype=np.int64)
     for d in np.argsort(-np.asarray(scores), kind="stable"):
         same = np.asarray(gt_labels) == labels[d]
         free = same & ~taken & (iou[d] >= fg)
         if free.any():
-            taken[np.argmax(np.where(free, iou[d], -1.0))] = True
-            types[d] = "correct"
-        elif (same & (iou[d] >= fg)).any():
-            types[d] = "duplicate"
-        elif (iou[d] >= fg).any():
-            types[d] = "classification"
-        elif (same & (iou[d] >= bg)).any():
-            types[d] = "localization"
-        elif (iou[d] >= bg).any():
-            types[d] = "both"
-        else:
-            types[d] = "background"
-    return types, ~taken
+            types[d], related[d] = "correct", int(np.argmax(np.where(free, iou[d], -1.0)))
+            taken[related[d]] = True
+            continue
+        if not num_gt:
+            continue
+        # as TIDE: each test looks at the single best-overlapping box of its kind
+        best_same = int(np.argmax(np.where(same, iou[d], -1.0)))
+        best_other = int(np.argmax(np.where(~same, iou[d], -1.0)))
+        best_taken = int(np.argmax(np.where(same & taken, iou[d], -1.0)))
+        if same[best_same] and bg <= iou[d, best_same] < fg:
+            types[d], related[d] = "localization", best_same
+        elif not same[best_other] and iou[d, best_other] >= fg:
+            types[d], related[d] = "classification", best_other
+        elif taken[best_taken] and same[best_taken] and iou[d, best_taken] >= fg:
+            types[d], related[d] = "duplicate", best_taken
+        elif iou[d].max() >= bg:
+            types[d], related[d] = "both", int(np.argmax(iou[d]))
+    explained = np.zeros(num_gt, dtype=bool)  # TIDE: a box found with the wrong class or a poor box is not missed
+    explained[[g for t, g in zip(types, related) if t in ("classification", "localization")]] = True
+    return types, related, ~taken & ~explained
 
 
 def confusion_matrix(gt: Sequence[Tuple[np.ndarray, np.ndarray]], detections: Sequence[Dict[str, np.ndarray]],
