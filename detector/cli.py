@@ -206,9 +206,9 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
 
 
 def _config_args(p, output_dir: bool = True) -> None:
-    p.add_argument("config", help="YAML config file")
+    p.add_argument("config", metavar="CONFIG", help="YAML config file")
     if output_dir:
-        p.add_argument("--output-dir", help="where outputs go (overrides output_dir)")
+        p.add_argument("--output-dir", metavar="DIR", help="where outputs go (overrides output_dir)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides, e.g. train.max_iter=100")
 
 
@@ -226,50 +226,57 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "eval", "COCO evaluation of a checkpoint on the val split")
     _config_args(p)
-    p.add_argument("--weights", required=True, help="checkpoint (.pth)")
+    p.add_argument("--weights", required=True, metavar="CKPT", help="checkpoint (.pth)")
     p.set_defaults(func=cmd_eval)
 
     p = _command(sub, "predict", "detect objects in images; writes predictions.json and drawn images")
-    p.add_argument("config", help="YAML config file")
-    p.add_argument("--weights", required=True,
+    p.add_argument("config", metavar="CONFIG", help="YAML config file")
+    p.add_argument("--weights", required=True, metavar="CKPT_OR_ONNX",
                    help="checkpoint (.pth), or a graph from 'detector export' (.onnx, run by ONNX Runtime)")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
-    p.add_argument("--output-dir", required=True)
-    p.add_argument("--score-thresh", type=float, default=0.3, help="draw and keep detections above this")
+    p.add_argument("--output-dir", required=True, metavar="DIR")
+    p.add_argument("--score-thresh", type=float, default=0.3, metavar="S", help="draw and keep detections above this")
     p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
     p.set_defaults(func=cmd_predict)
 
     p = _command(sub, "export", "write the whole detector (preprocessing to NMS) as one ONNX graph")
     _config_args(p, output_dir=False)
-    p.add_argument("--weights", required=True, help="checkpoint (.pth)")
-    p.add_argument("--output", required=True, help="the .onnx file to write")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 11)")
-    p.add_argument("--check-images", type=_positive_int, default=8,
+    p.add_argument("--weights", required=True, metavar="CKPT", help="checkpoint (.pth)")
+    p.add_argument("--output", required=True, metavar="ONNX", help="the .onnx file to write")
+    p.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset (>= 11)")
+    p.add_argument("--check-images", type=_positive_int, default=8, metavar="N",
                    help="val images (or random ones without a val split) to compare with PyTorch")
     p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime comparison")
     p.set_defaults(func=cmd_export)
 
     p = _command(sub, "ablate", "train + evaluate one run per point and seed, and tabulate them")
     _config_args(p)
-    p.add_argument("--grid", help="a named grid (regimes, shapes, successors, table1a, table1b, ...) or a grid YAML")
-    p.add_argument("--alpha", help="comma-separated alphas, e.g. 0.25,0.75 (-1: no balancing), with --gamma")
-    p.add_argument("--gamma", help="comma-separated gammas, e.g. 0,0.5,2, with --alpha")
+    p.add_argument("--grid", metavar="NAME",
+                   help="a named grid (paper_regime, successors, regimes, table1a, table1b, ...) or a grid YAML")
+    p.add_argument("--alpha", metavar="LIST", help="comma-separated alphas, e.g. 0.25,0.75 (-1: no balancing), "
+                                                   "with --gamma")
+    p.add_argument("--gamma", metavar="LIST", help="comma-separated gammas, e.g. 0,0.5,2, with --alpha")
     p.add_argument("--axis", action="append", metavar="KEY=V1,V2",
                    help="a config key and its values; several --axis give their product "
                         "(e.g. --axis loss.cls.name=sigmoid_focal,varifocal --axis model.matcher.name=iou,atss)")
-    p.add_argument("--seeds", help="runs per point: a count N (train.seed 0..N-1) or a comma-separated list")
-    p.add_argument("--reference", help="the point others are compared with (default: FL (0.25, 2) when present, "
-                                       "else the first point)")
+    p.add_argument("--seeds", metavar="N_OR_LIST",
+                   help="runs per point: a count N (train.seed 0..N-1) or a comma-separated list")
+    p.add_argument("--reference", metavar="NAME",
+                   help="the point others are compared with (default: FL (0.25, 2) when present, else the first)")
     p.add_argument("--launcher", choices=["local", "slurm", "submitit-local"], default="local",
                    help="local: subprocesses here; slurm: one Slurm job per run (submitit); submitit-local: "
                         "the Slurm job path as local processes, to try a sweep before submitting it")
-    p.add_argument("--jobs", type=_positive_int, default=1, help="local launcher: runs at a time")
-    p.add_argument("--devices", help="local launcher: comma-separated devices, one per concurrent run (e.g. 0,1)")
-    p.add_argument("--partition", help="slurm: partition")
-    p.add_argument("--gpus-per-run", type=_positive_int, default=1, help="slurm: GPUs per run (>1: torchrun)")
-    p.add_argument("--cpus-per-gpu", type=_positive_int, default=8, help="slurm: CPU cores per GPU (data loading)")
-    p.add_argument("--time-min", type=_positive_int, default=24 * 60, help="slurm: time limit per job, minutes")
-    p.add_argument("--signal-delay-s", type=_positive_int, default=120,
+    p.add_argument("--jobs", type=_positive_int, default=1, metavar="N", help="local launcher: runs at a time")
+    p.add_argument("--devices", metavar="LIST",
+                   help="local launcher: comma-separated devices, one per concurrent run (e.g. 0,1)")
+    p.add_argument("--partition", metavar="NAME", help="slurm: partition")
+    p.add_argument("--gpus-per-run", type=_positive_int, default=1, metavar="N",
+                   help="slurm: GPUs per run (>1: torchrun)")
+    p.add_argument("--cpus-per-gpu", type=_positive_int, default=8, metavar="N",
+                   help="slurm: CPU cores per GPU (data loading)")
+    p.add_argument("--time-min", type=_positive_int, default=24 * 60, metavar="MIN",
+                   help="slurm: time limit per job, minutes")
+    p.add_argument("--signal-delay-s", type=_positive_int, default=120, metavar="S",
                    help="slurm: seconds before the time limit at which a job checkpoints and requeues")
     p.add_argument("--wait", action="store_true", help="slurm: wait for the jobs and write the final table")
     p.set_defaults(func=cmd_ablate)
@@ -280,20 +287,22 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--data", action="store_true", help="the train split after the train transforms and resize")
     mode.add_argument("--predictions", metavar="RUN_DIR",
                       help="a run (or eval) directory with detections.json: each box coloured by its error type")
-    p.add_argument("--output-dir", required=True)
+    p.add_argument("--output-dir", required=True, metavar="DIR")
     p.add_argument("--errors", metavar="TYPE", help="with --predictions: only the images where this error costs "
                    "most (classification, localization, both, duplicate, background, missed)")
-    p.add_argument("--per-sheet", type=_positive_int, default=16, help="images per contact sheet")
-    p.add_argument("--max-images", type=_positive_int, default=64, help="images to draw")
+    p.add_argument("--per-sheet", type=_positive_int, default=16, metavar="N", help="images per contact sheet")
+    p.add_argument("--max-images", type=_positive_int, default=64, metavar="N", help="images to draw")
     p.add_argument("--single", action="store_true", help="also one file per image")
-    p.add_argument("--score-thresh", type=float, default=0.3, help="--predictions: draw detections above this")
+    p.add_argument("--score-thresh", type=float, default=0.3, metavar="S",
+                   help="--predictions: draw detections above this")
     p.set_defaults(func=cmd_visualize)
 
     p = _command(sub, "analyze-loss", "curves, gradients and the max-margin view of the focal loss")
-    p.add_argument("--output-dir", default="output/analysis")
-    p.add_argument("--config", help="with --weights: also the loss distribution of that trained model")
-    p.add_argument("--weights")
-    p.add_argument("--max-images", type=_positive_int, default=200)
+    p.add_argument("--output-dir", default="output/analysis", metavar="DIR")
+    p.add_argument("--config", metavar="CONFIG",
+                   help="with --weights: also the loss distribution of that trained model")
+    p.add_argument("--weights", metavar="CKPT")
+    p.add_argument("--max-images", type=_positive_int, default=200, metavar="N")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides for --config")
     p.set_defaults(func=cmd_analyze_loss)
 
@@ -306,11 +315,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_config)
 
     p = _command(sub, "make-synthetic", "write the built-in synthetic COCO-format dataset")
-    p.add_argument("out_dir")
-    p.add_argument("--num-train", type=_positive_int, default=2000)
-    p.add_argument("--num-val", type=_positive_int, default=300)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--preset", choices=["shapes", "sparse", "rare"], default="shapes",
+    p.add_argument("out_dir", metavar="OUT_DIR")
+    p.add_argument("--num-train", type=_positive_int, default=2000, metavar="N")
+    p.add_argument("--num-val", type=_positive_int, default=300, metavar="N")
+    p.add_argument("--seed", type=int, default=0, metavar="S")
+    p.add_argument("--preset", choices=["shapes", "sparse", "rare"], default="shapes", metavar="{shapes,sparse,rare}",
                    help="shapes: the demo's set (128 px, mild imbalance); sparse: 256 px, at most 2 objects and "
                         "hollow decoys; rare: 128 px, at most one small object (sparse and rare: beyond 1:1000)")
     p.set_defaults(func=cmd_make_synthetic)
@@ -318,12 +327,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "convert", "convert weights: torchvision's RetinaNet into ours, or a detector's backbone alone")
     p.add_argument("source", choices=["torchvision", "backbone"],
                    help="torchvision: a torchvision RetinaNet state dict; backbone: the ResNet of a checkpoint of ours")
-    p.add_argument("input", help="the source (.pth)")
-    p.add_argument("output", help="where to write the converted weights (.pth)")
+    p.add_argument("input", metavar="IN.pth", help="the source (.pth)")
+    p.add_argument("output", metavar="OUT.pth", help="where to write the converted weights (.pth)")
     p.set_defaults(func=cmd_convert)
     for p in sub.choices.values():  # --debug before or after the command
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
     return parser
+
+
+def synopsis() -> List[str]:
+    """One usage line per command, as ``--help`` gives it (less -h and --debug, which every
+    command takes): the README's command-line synopsis is these lines (a test compares them)."""
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    lines = []
+    for parser in commands.choices.values():
+        usage = " ".join(parser.format_usage().split()).removeprefix("usage: ")
+        lines.append(usage.replace(" [-h]", "").replace(" [--debug]", ""))
+    return lines
 
 
 def main(argv: Optional[List[str]] = None) -> int:
