@@ -44,6 +44,13 @@ class ExportableRetinaNet(nn.Module):
         return detections["boxes"], detections["scores"], detections["labels"]
 
 
+def max_opset() -> int:
+    """The newest opset the TorchScript-based exporter of this PyTorch writes."""
+    from torch.onnx import _constants
+
+    return getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", _constants.ONNX_MAX_OPSET)
+
+
 def export_onnx(model: RetinaNet, output: str, opset: int = DEFAULT_OPSET,
                 class_names: Optional[Sequence[str]] = None) -> str:
     """Write ``model`` as one ONNX graph to ``output``, with ``class_names`` in its metadata
@@ -52,6 +59,10 @@ def export_onnx(model: RetinaNet, output: str, opset: int = DEFAULT_OPSET,
     if opset < MIN_OPSET:
         raise ExportError(f"--opset {opset} is not supported: the graph needs opset {MIN_OPSET} or newer "
                           "(Resize with computed sizes, NonMaxSuppression)")
+    newest = max_opset()
+    if opset > newest:
+        raise ExportError(f"--opset {opset} is newer than this PyTorch's exporter writes ({newest}); use "
+                          f"--opset {MIN_OPSET} to {newest}")
     directory = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(directory) or not os.access(directory, os.W_OK):
         raise OSError(f"cannot write {output}: {directory} is not a writable directory")

@@ -223,3 +223,67 @@ def test_resume_after_the_architecture_changed_says_what_changed(tiny_config, tm
                "--resume: ")
     assert "model.head.num_convs: 1 -> 2" in err and "model.fpn.out_channels: 32 -> 16" in err
     assert "in the checkpoint" in err and "in the model" in err  # the shapes that differ
+
+
+def _check_data_args(tiny_config, root):
+    return ["check-data", tiny_config, f"data.train.ann_file={_ann(root)}", f"data.train.img_dir={root / 'train'}",
+            f"data.val.ann_file={_ann(root, 'val')}", f"data.val.img_dir={root / 'val'}"]
+
+
+def test_odd_json_from_other_tools_is_read(tiny_config, data_copy, capsys):
+    # a byte-order mark (Windows tools) and file names with Windows separators
+    (data_copy / "train" / "sub").mkdir()
+    os.rename(data_copy / "train" / "000001.png", data_copy / "train" / "sub" / "000001.png")
+    _edit(data_copy, lambda d: d["images"][0].update(file_name="sub\\000001.png"))
+    path = _ann(data_copy)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert main(_check_data_args(tiny_config, data_copy)) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("change,expected", [
+    (lambda d: d["images"][0].update(width=0), "images[0] (id 1) has width 0"),
+    (lambda d: d["images"][0].update(height="64"), "images[0] (id 1) has height '64'"),
+    (lambda d: d["images"][0].update(file_name=17), "images[0] (id 1) has file_name 17"),
+])
+def test_odd_image_entries_are_named(tiny_config, data_copy, tmp_path, capsys, change, expected):
+    _edit(data_copy, change)
+    _run(capsys, _train_args(tiny_config, data_copy, tmp_path), expected)
+
+
+def test_an_annotation_path_that_is_a_directory_is_named(tiny_config, data_copy, tmp_path, capsys):
+    args = _train_args(tiny_config, data_copy, tmp_path, f"data.train.ann_file={data_copy / 'annotations'}")
+    _run(capsys, args, "is a directory; data.*.ann_file names the COCO-format json")
+
+
+def test_predict_goes_on_past_an_unreadable_image_and_names_it(tiny_config, tiny_dataset, tmp_path, capsys):
+    assert main(["train", tiny_config, "--output-dir", str(tmp_path / "run"), "train.max_iter=1",
+                 "data.val.ann_file="]) == 0
+    images = tmp_path / "images"
+    shutil.copytree(os.path.join(tiny_dataset, "val"), images)
+    (images / "000002.png").write_text("not an image")
+    capsys.readouterr()
+    err = _run(capsys, ["predict", tiny_config, "--weights", str(tmp_path / "run" / "model_final.pth"), str(images),
+                        "--output-dir", str(tmp_path / "pred")], "1 of 8 images could not be read")
+    assert "000002.png" in err
+    records = json.load(open(tmp_path / "pred" / "predictions.json"))
+    assert len(records) == 8 and sum("error" in r for r in records) == 1
+    assert len(list((tmp_path / "pred").glob("*_pred.png"))) == 7
+
+
+def test_running_out_of_cpu_memory_says_what_to_lower(tiny_config, monkeypatch, capsys):
+    import detector.cli as cli
+
+    def oom(args):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 53687091200 bytes.")
+
+    monkeypatch.setattr(cli, "cmd_config", oom)
+    err = _run(capsys, ["config", tiny_config], "the CPU ran out of memory")
+    assert "input.max_size" in err
+
+
+@pytest.mark.parametrize("args", [["--num-train", "-5"], ["--num-val", "0"]])
+def test_make_synthetic_refuses_counts_below_one(tmp_path, capsys, args):
+    with pytest.raises(SystemExit) as e:
+        main(["make-synthetic", str(tmp_path / "x"), *args])
+    assert e.value.code == 2 and "must be at least 1" in capsys.readouterr().err

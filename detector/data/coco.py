@@ -32,10 +32,13 @@ class DatasetError(UserError):
 
 
 def _load_json(ann_file: str) -> Dict[str, Any]:
+    if os.path.isdir(ann_file):
+        raise DatasetError(f"{ann_file} is a directory; data.*.ann_file names the COCO-format json file in it")
     if not os.path.isfile(ann_file):
         raise DatasetError(f"annotation file not found: {ann_file}")
     try:
-        with open(ann_file, encoding="utf-8") as f:
+        # utf-8-sig: tools on Windows write a byte-order mark, which json.load refuses
+        with open(ann_file, encoding="utf-8-sig") as f:
             data = json.load(f)
     except json.JSONDecodeError as e:
         raise DatasetError(
@@ -75,6 +78,9 @@ def validate_coco(data: Dict[str, Any], ann_file: str) -> None:
     if not data["categories"]:
         raise DatasetError(f"{ann_file}: 'categories' is empty")
     for index, image in enumerate(data["images"]):
+        if not isinstance(image["file_name"], str) or not image["file_name"].strip():
+            raise DatasetError(f"{ann_file}: images[{index}] (id {image['id']}) has file_name {image['file_name']!r}; "
+                               "expected the image's path relative to data.*.img_dir")
         for key in ("width", "height"):
             value = image.get(key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
@@ -184,7 +190,15 @@ class CocoDetection(torch.utils.data.Dataset):
         return len(self.ids)
 
     def image_path(self, index: int) -> str:
-        return os.path.join(self.img_dir, self.coco.imgs[self.ids[index]]["file_name"])
+        """The image's file: ``img_dir/file_name``; a ``file_name`` written with Windows
+        separators (``images\\0001.jpg``) is read with this system's, when only that exists."""
+        file_name = self.coco.imgs[self.ids[index]]["file_name"]
+        path = os.path.join(self.img_dir, file_name)
+        if "\\" in file_name and os.sep == "/" and not os.path.exists(path):
+            converted = os.path.join(self.img_dir, *file_name.split("\\"))
+            if os.path.exists(converted):
+                return converted
+        return path
 
     def annotations(self, index: int) -> Tuple[np.ndarray, np.ndarray]:
         """The boxes (``[G, 4]`` xyxy px, clipped to the json's size) and labels (``[G]``) of
@@ -215,6 +229,9 @@ class CocoDetection(torch.utils.data.Dataset):
             raise DatasetError(f"image file not found: {path} (image id {image_id} in {self.ann_file})") from None
         except ImageTooLarge as e:
             raise DatasetError(f"image {path} (image id {image_id} in {self.ann_file}): {e}") from None
+        except PermissionError as e:
+            raise DatasetError(f"cannot read image {path} (image id {image_id} in {self.ann_file}): "
+                               f"{e.strerror}; check the file's permissions") from None
         except (UnidentifiedImageError, OSError, SyntaxError) as e:
             raise DatasetError(f"cannot read image {path} (image id {image_id} in {self.ann_file}): "
                                f"{e}; the file is truncated or not an image") from None
