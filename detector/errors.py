@@ -4,7 +4,7 @@ The CLI prints a :class:`UserError`'s message and exits with code 2; any other e
 a bug and keeps its traceback (exit 1). Subclasses: ``config.ConfigError`` (a key or value of
 the config), ``data.DatasetError`` (an annotation file or image), ``export.ExportError``,
 ``engine.lock.DirectoryInUse``, ``engine.checkpoint.CheckpointWriteError``.
-It derives from ValueError so that callers of the Python API can catch it as before.
+It derives from ValueError, the type Python code expects for a bad argument value.
 """
 import importlib
 from types import ModuleType

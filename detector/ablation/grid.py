@@ -10,8 +10,9 @@ config keys::
       - {name: VFL, loss.cls.name: varifocal, loss.cls.alpha: 0.75, paper_ap: 37.4}
       - {name: "FL + ATSS", model.matcher.name: atss}
 
-A point that sets only alpha and gamma keeps its classic name and run directory
-(``alpha0.25_gamma2``), so earlier ablations resume and collect as before.
+A point that sets only alpha and gamma keeps the name and run directory an (alpha, gamma)
+grid gives it (``alpha0.25_gamma2``), so an ablation's runs are found whichever way its points
+were given.
 """
 import itertools
 import os
@@ -44,8 +45,8 @@ class Point:
 
     @property
     def key(self) -> str:
-        """The run directory's name: readable, stable, and the same as before named points
-        existed for a point that sets only alpha and gamma."""
+        """The run directory's name: readable and stable; ``alpha{a}_gamma{g}`` for a point that
+        sets only alpha and gamma, however it was given."""
         s = self.settings
         if set(s) == {ALPHA, GAMMA}:
             return f"alpha{float(s[ALPHA]):g}_gamma{float(s[GAMMA]):g}"

@@ -12,7 +12,7 @@ from torchvision.ops import FrozenBatchNorm2d
 from ..errors import UserError
 from ..registry import REGISTRY
 from ..serialization import safe_torch_load, state_dict_mismatch
-from .head import group_norm
+from .norm import group_norm
 
 logger = logging.getLogger(__name__)
 

@@ -6,15 +6,9 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import UserError
+from .norm import group_norm
 
 HEAD_NORMS = ("none", "gn")
-
-
-def group_norm(channels: int, eps: float = 1e-5) -> nn.GroupNorm:
-    """GroupNorm with 32 groups (the GN paper's choice) for 128+ channels, and groups of at
-    least 4 channels below that, so that a 1x1 map (P7 of a small image) still normalises
-    over more than one value."""
-    return nn.GroupNorm(max(1, min(32, channels // 4)), channels, eps=eps)
 
 
 def _subnet(channels: int, num_convs: int, norm: str) -> nn.ModuleList:

@@ -30,12 +30,25 @@ def test_short_run_writes_outputs_and_the_loss_goes_down(tiny_config, tmp_path):
     assert [r["iteration"] for r in rows] == [5, 10, 15, 20, 25, 30]
     assert rows[-1]["loss"] < 0.7 * rows[0]["loss"]
     assert {"loss_cls", "loss_box", "lr", "eta_seconds", "data_time"} <= set(rows[0])
-    assert "AP" in stats and 0.0 <= stats["AP"] <= 1.0
+    # the returned stats are metrics.json's, and pycocotools gives them again from detections.json
+    from detector.data import build_dataset
+    from detector.evaluation import evaluate_coco
+
+    written = json.load(open(os.path.join(out, "metrics.json")))
+    assert stats["AP"] == written["AP"] and stats["AP50"] == written["AP50"]
+    again = evaluate_coco(build_dataset(cfg, "val", training=False).coco.dataset,
+                          json.load(open(os.path.join(out, "detections.json"))), "pycocotools", analysis=False)
+    assert again["AP"] == pytest.approx(written["AP"], abs=1e-12)
+    assert state_class_names(out) == ["circle", "square", "triangle", "cross"]
     assert last_checkpoint(out).endswith("model_final.pth")
     state = load_training_state(os.path.join(out, "model_final.pth"))
     assert state["iteration"] == 30 and state["config"]["train"]["max_iter"] == 30
     env = json.load(open(os.path.join(out, "environment.json")))
     assert [e["iteration"] for e in env] == [0] and env[0]["threads"] == torch.get_num_threads()
+
+
+def state_class_names(out):
+    return load_training_state(os.path.join(out, "model_final.pth"))["class_names"]
 
 
 def test_resume_continues_from_the_saved_iteration(tiny_config, tmp_path):
