@@ -12,7 +12,8 @@ from benchmarks.common import CheckFailed, alternate, build_pair, random_images,
 def run(args) -> List[dict]:
     """The exported graph in ONNX Runtime against the eager model it came from, on the CPU:
     both from a uint8 image to NMS-ed detections in its pixels."""
-    from detector.export import OnnxDetector, compare_detections, export_onnx, torch_detector
+    from detector.export import compare_detections, export_onnx
+    from detector.inference import Detector, OnnxDetector
 
     height, width = 800, 1333
     tv, ours = build_pair(height, width)
@@ -22,7 +23,8 @@ def run(args) -> List[dict]:
     image = (image_t[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
     with tempfile.TemporaryDirectory() as tmp:
         path = export_onnx(ours, os.path.join(tmp, "r50.onnx"))
-        onnx_detect, eager_detect = OnnxDetector(path, threads=args.threads), torch_detector(ours, torch.device("cpu"))
+        onnx_detect = OnnxDetector(path, threads=args.threads)
+        eager_detect = Detector(ours, [f"class_{i}" for i in range(ours.num_classes)], "cpu")
         with torch.inference_mode():
             expected, got = eager_detect(image), onnx_detect(image)
             problems, box_diff, score_diff = compare_detections(got, expected, box_atol=1e-3 * width / 1333)

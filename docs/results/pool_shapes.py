@@ -4,7 +4,9 @@ loss's AP minus FL (0.25, 2)'s paired by seed and thread count, with the 95 % t-
 """
 import csv
 
-from detector.ablation_report import REFERENCE, mean_std, paired_interval
+from detector.ablation.stats import mean_std, paired_interval
+
+REFERENCE = (0.25, 2.0)  # the paper's focal loss, (alpha, gamma)
 
 TABLES = {1: "docs/results/shapes_seeds/ablation.csv", 2: "docs/results/shapes_seeds_2threads/ablation.csv"}
 
