@@ -2,14 +2,16 @@
 
 Each is called as ``loss(pred_deltas, anchors, gt_boxes, box_coder)`` with ``[..., 4]``
 tensors (deltas in the box coder's parameterisation, anchors and matched ground truth xyxy
-in pixels) and returns the float32 loss per anchor, ``[...]``; the model sums it over the
-foreground anchors. Smooth L1 and L1 compare deltas; GIoU compares decoded boxes.
+in pixels) and returns the loss per anchor, ``[...]``, in float32 (float64 for float64 input);
+the model sums it over the foreground anchors. Smooth L1 and L1 compare deltas; GIoU compares
+decoded boxes.
 """
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..registry import REGISTRY
 from ..structures import generalized_box_iou_pairwise
+from .targets import at_least_float32
 
 
 class SmoothL1Loss:
@@ -18,19 +20,19 @@ class SmoothL1Loss:
 
     def __call__(self, pred_deltas: Tensor, anchors: Tensor, gt_boxes: Tensor, box_coder) -> Tensor:
         target = box_coder.encode(anchors, gt_boxes)
-        loss = F.smooth_l1_loss(pred_deltas.float(), target, beta=self.beta, reduction="none")
+        loss = F.smooth_l1_loss(at_least_float32(pred_deltas), target, beta=self.beta, reduction="none")
         return loss.sum(-1)
 
 
 class L1Loss:
     def __call__(self, pred_deltas: Tensor, anchors: Tensor, gt_boxes: Tensor, box_coder) -> Tensor:
         target = box_coder.encode(anchors, gt_boxes)
-        return F.l1_loss(pred_deltas.float(), target, reduction="none").sum(-1)
+        return F.l1_loss(at_least_float32(pred_deltas), target, reduction="none").sum(-1)
 
 
 class GIoULoss:
     def __call__(self, pred_deltas: Tensor, anchors: Tensor, gt_boxes: Tensor, box_coder) -> Tensor:
-        pred_boxes = box_coder.decode(pred_deltas.float(), anchors)
+        pred_boxes = box_coder.decode(at_least_float32(pred_deltas), anchors)
         return 1.0 - generalized_box_iou_pairwise(pred_boxes, gt_boxes)
 
 

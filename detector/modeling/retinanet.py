@@ -165,7 +165,9 @@ class RetinaNet(nn.Module):
             normalizer = num_fg
         normalizer = normalizer.clamp(min=1.0) / world_size
         if getattr(self.cls_loss, "uses_quality", False):
-            predicted = self.box_coder.decode(deltas.detach().float(), anchors[None])
+            # in float32 at least (AMP), float64 stays float64
+            predicted = self.box_coder.decode(deltas.detach().to(torch.promote_types(deltas.dtype, torch.float32)),
+                                              anchors[None])
             quality = torch.where(fg, box_iou_aligned(predicted, matched_boxes), 0.0)
             loss_cls = self.cls_loss(logits, gt_labels, quality)
         else:
