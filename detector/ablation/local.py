@@ -1,14 +1,13 @@
 """The local launcher: every run a ``detector train`` subprocess here, ``jobs`` at a time,
 each pinned to a device when ``devices`` are given, its output in ``run.log``."""
 import os
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import List, Optional, Sequence
 
 from ..engine.lock import holder
 from .grid import Run
-from .runs import is_finished, load_metrics, train_command
+from .runs import is_finished, load_metrics, start_logged, train_command
 
 
 class LocalLauncher:
@@ -58,10 +57,7 @@ def _run_one(run: Run, config: str, output_dir: str, overrides: Sequence[str], d
         else:
             cmd.append(f"train.device={device}")
     start = time.perf_counter()
-    with open(os.path.join(run_dir, "run.log"), "a") as log:
-        log.write(f"$ {' '.join(cmd)}\n")
-        log.flush()
-        code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    code = start_logged(cmd, run_dir, env).wait()
     run.seconds = time.perf_counter() - start
     run.status = "done" if code == 0 and is_finished(run_dir) else "failed"
     if run.status == "done":

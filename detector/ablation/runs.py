@@ -2,8 +2,9 @@
 directory, finished when its ``metrics.json`` exists."""
 import json
 import os
+import subprocess
 import sys
-from typing import List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from .grid import Run
 
@@ -26,3 +27,12 @@ def is_finished(run_dir: str) -> bool:
 def load_metrics(run: Run, run_dir: str) -> None:
     with open(os.path.join(run_dir, "metrics.json")) as f:
         run.metrics = json.load(f)
+
+
+def start_logged(command: List[str], run_dir: str, env: Optional[Dict[str, str]] = None) -> subprocess.Popen:
+    """Start ``command`` with its output appended to ``run_dir/run.log``, after a line that
+    says what ran (a resumed run's log holds every start)."""
+    with open(os.path.join(run_dir, "run.log"), "a") as log:
+        log.write(f"$ {' '.join(command)}\n")
+        log.flush()
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)

@@ -21,7 +21,7 @@ from typing import List, Optional, Sequence
 from ..engine.lock import holder
 from ..errors import UserError, require
 from .grid import Run
-from .runs import is_finished, load_metrics, train_command
+from .runs import is_finished, load_metrics, start_logged, train_command
 
 logger = logging.getLogger(__name__)
 
@@ -51,11 +51,8 @@ class TrainJob:
         self.process: Optional[subprocess.Popen] = None
 
     def __call__(self) -> str:
-        with open(os.path.join(self.run_dir, "run.log"), "a") as log:
-            log.write(f"$ {' '.join(self.command)}\n")
-            log.flush()
-            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT)
-            code = self.process.wait()
+        self.process = start_logged(self.command, self.run_dir)
+        code = self.process.wait()
         if code != 0:
             raise RuntimeError(f"training exited with code {code}; see {os.path.join(self.run_dir, 'run.log')}")
         return self.run_dir

@@ -157,20 +157,24 @@ class Trainer:
         """Train to ``train.max_iter`` and evaluate; returns the final COCO stats ({} without val)."""
         if self.main:
             self._record_start()
+        max_iter = self.cfg.train.max_iter
         writer = MetricsWriter(self.output_dir, resume_from=self.start_iter) if self.main else None
+        stats: Dict[str, Any] = {}
         try:
-            if self.start_iter < self.cfg.train.max_iter:
+            if self.start_iter < max_iter:
                 self._loop(writer)
-                self.checkpoint(self.cfg.train.max_iter, "model_final.pth")
+                self.checkpoint(max_iter, "model_final.pth")
+            if self.val_set is None:
+                logger.info("no data.val.ann_file configured: skipping the final evaluation")
+            else:
+                stats = evaluate(self.model, self.cfg, self.val_set, self.output_dir, self.device, self.progress)
+                if writer is not None:  # the final AP joins the val AP of the evaluations during training
+                    writer.write({"iteration": max_iter, **_val_row(stats)})
         finally:
             if writer is not None:
                 writer.close()
-        if self.main:
-            plot_training(writer.path, os.path.join(self.output_dir, "loss.png"))
-        if self.val_set is None:
-            logger.info("no data.val.ann_file configured: skipping the final evaluation")
-            return {}
-        return evaluate(self.model, self.cfg, self.val_set, self.output_dir, self.device, self.progress)
+                plot_training(writer.path, os.path.join(self.output_dir, "loss.png"))
+        return stats
 
     def _record_start(self) -> None:
         """What the run's directory keeps besides its checkpoints: the resolved config, the
@@ -260,8 +264,12 @@ class Trainer:
     def _evaluate_during_training(self, iteration: int, writer: Optional[MetricsWriter]) -> None:
         stats = evaluate(self.model, self.cfg, self.val_set, None, self.device, self.progress)
         if writer is not None:
-            writer.write({"iteration": iteration, **{f"val/{k}": v for k, v in stats.items() if isinstance(v, float)}})
+            writer.write({"iteration": iteration, **_val_row(stats)})
         self.ddp_model.train()
+
+
+def _val_row(stats: Dict[str, Any]) -> Dict[str, float]:
+    return {f"val/{k}": v for k, v in stats.items() if isinstance(v, float)}
 
 
 def train(cfg, resume: bool = False, progress: bool = True) -> Dict[str, Any]:

@@ -12,9 +12,10 @@ from detector.engine.metrics import NonFiniteLossError
 from detector.modeling import build_model
 
 
-def _metrics(output_dir):
+def _metrics(output_dir, kind="loss"):
+    """The logged steps (``kind="loss"``) or the evaluations (``"val/AP"``) of metrics.jsonl."""
     with open(os.path.join(output_dir, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f]
+        return [row for row in map(json.loads, f) if kind in row]
 
 
 def test_short_run_writes_outputs_and_the_loss_goes_down(tiny_config, tmp_path):
@@ -30,7 +31,9 @@ def test_short_run_writes_outputs_and_the_loss_goes_down(tiny_config, tmp_path):
     assert [r["iteration"] for r in rows] == [5, 10, 15, 20, 25, 30]
     assert rows[-1]["loss"] < 0.7 * rows[0]["loss"]
     assert {"loss_cls", "loss_box", "lr", "eta_seconds", "data_time"} <= set(rows[0])
-    # the returned stats are metrics.json's, and pycocotools gives them again from detections.json
+    # the final evaluation joins metrics.jsonl (for the training plot), and its stats are metrics.json's,
+    # which pycocotools gives again from detections.json
+    assert [(r["iteration"], r["val/AP"]) for r in _metrics(out, "val/AP")] == [(30, stats["AP"])]
     from detector.data import build_dataset
     from detector.evaluation import evaluate_coco
 
