@@ -46,7 +46,8 @@ class GHMCLoss(nn.Module):
         valid = valid.expand_as(x).bool()
         g = (torch.sigmoid(x.detach()) - targets).abs()
         bin_index = torch.bucketize(g.double(), self.edges, right=True)  # [N, R, K] in 0..bins-1
-        counts = torch.bincount(bin_index[valid], minlength=self.bins).to(x.dtype)  # no host sync
+        # counted with a fixed-size scatter: a masked index or bincount would wait for the GPU
+        counts = x.new_zeros(self.bins).scatter_add_(0, bin_index.flatten(), valid.flatten().to(x.dtype))
         total = valid.sum().to(x.dtype).clamp(min=1.0)
         if self.momentum > 0:
             updated = self.momentum * self.accumulated + (1 - self.momentum) * counts

@@ -3,7 +3,6 @@ focal loss): one-hot class targets from the matcher's labels, optionally soft.""
 from typing import Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -18,7 +17,9 @@ def element_targets(logits: Tensor, gt_labels: Tensor, quality: Optional[Tensor]
     ``[...]`` where given; 0 elsewhere) and ``valid`` ``[..., 1]`` (0 for ignored anchors), in
     the dtype the loss computes in (at least float32)."""
     num_classes, dtype = logits.shape[-1], at_least_float32(logits).dtype
-    one_hot = F.one_hot(gt_labels.clamp(0, num_classes), num_classes + 1)[..., :num_classes].to(dtype)
+    # a comparison, not F.one_hot, which checks its input's range and so waits for the GPU;
+    # background (K) and ignored (-1) labels match no class
+    one_hot = (gt_labels[..., None] == torch.arange(num_classes, device=gt_labels.device)).to(dtype)
     if quality is not None:
         one_hot = one_hot * quality.to(dtype)[..., None]
     return one_hot, (gt_labels >= 0).to(dtype)[..., None]
