@@ -406,8 +406,12 @@ def _end_worker_processes() -> None:
     if "multiprocessing" not in sys.modules:
         return
     import multiprocessing
+    import signal
 
-    for child in multiprocessing.active_children():
+    children = multiprocessing.active_children()
+    if children:  # torch's SIGCHLD handler would report these kills as a worker failure
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for child in children:
         child.kill()
         child.join(timeout=10)
 

@@ -59,15 +59,39 @@ class DetectionLoader(DataLoader):
     def __init__(self, dataset, **kwargs) -> None:
         super().__init__(_ReportDataErrors(dataset), collate_fn=collate, worker_init_fn=_init_worker, **kwargs)
 
-    def __iter__(self):
-        for batch in super().__iter__():
-            if isinstance(batch, DataFailure):
-                raise DatasetError(batch.message)
-            yield batch
+    def __iter__(self) -> "_Batches":
+        return _Batches(super().__iter__())
+
+
+class _Batches:
+    """torch's iterator over a :class:`DetectionLoader`, raising each :class:`DataFailure` as
+    the :class:`DatasetError` it was, and able to stop the worker processes (:meth:`shutdown`)."""
+
+    def __init__(self, batches) -> None:
+        self.batches = batches
+
+    def __iter__(self) -> "_Batches":
+        return self
+
+    def __next__(self):
+        batch = next(self.batches)
+        if isinstance(batch, DataFailure):
+            raise DatasetError(batch.message)
+        return batch
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def shutdown(self) -> None:
+        """torch's own shutdown of the workers (sentinels, bounded joins), which its __del__
+        would call; nothing to do without workers."""
+        stop = getattr(self.batches, "_shutdown_workers", None)
+        if stop is not None:
+            stop()
 
 
 @contextmanager
-def batches(loader: DataLoader) -> Iterator[Iterator]:
+def batches(loader: DetectionLoader) -> Iterator[_Batches]:
     """``iter(loader)`` whose worker processes are shut down when the block ends, also when
     it ends in an exception.
 
@@ -80,10 +104,7 @@ def batches(loader: DataLoader) -> Iterator[Iterator]:
     try:
         yield it
     finally:
-        # torch's own shutdown (sentinels, bounded joins), which __del__ would call.
-        shutdown = getattr(it, "_shutdown_workers", None)
-        if shutdown is not None:
-            shutdown()
+        it.shutdown()
 
 
 class TrainingBatchSampler(Sampler):

@@ -98,3 +98,24 @@ def test_a_run_that_cannot_write_its_checkpoint_exits_2_with_workers(tiny_config
     assert "could not write checkpoint" in done.stderr and "model_0000003.pth" in done.stderr
     assert "file too large" in done.stderr and "Traceback" not in done.stderr
     assert not any(".tmp." in name for name in os.listdir(tmp_path / "out"))
+
+
+def test_the_trainer_itself_stops_its_workers_when_training_fails(tiny_config, tmp_path, monkeypatch):
+    # For users of the Python API, whose process has no CLI to clean up after it: the loader's
+    # workers end with the failed run, not at interpreter exit (where they would hang it).
+    import multiprocessing
+
+    from detector.config import load_config
+    from detector.engine import train
+
+    plugin_dir = tmp_path / "plugin"
+    plugin_dir.mkdir()
+    (plugin_dir / "failing_loss_api.py").write_text(
+        textwrap.dedent(FAILING_LOSS.format(error="RuntimeError")).replace('"failing"', '"failing_api"'))
+    monkeypatch.syspath_prepend(str(plugin_dir))
+    cfg = load_config(tiny_config, [f"output_dir={tmp_path / 'out'}", "plugins=[failing_loss_api]",
+                                    "loss.cls.name=failing_api", "data.num_workers=2", "train.max_iter=20",
+                                    "data.val.ann_file="])
+    with pytest.raises(RuntimeError, match="injected failure"):
+        train(cfg, progress=False)
+    assert multiprocessing.active_children() == []
