@@ -18,7 +18,7 @@ def draw_boxes(image: np.ndarray, boxes, captions: Sequence[str], colors: Option
     import torch
     from torchvision.utils import draw_bounding_boxes
 
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    tensor = torch.as_tensor(np.array(image, copy=not image.flags.writeable)).permute(2, 0, 1)
     scale = max(1, int(np.ceil(min_side / max(1, min(tensor.shape[1:])))))
     drawn = torch.nn.functional.interpolate(tensor[None], scale_factor=scale, mode="nearest")[0]
     boxes = torch.as_tensor(np.asarray(boxes, dtype=np.float32)).reshape(-1, 4)
