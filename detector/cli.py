@@ -121,7 +121,9 @@ def cmd_ablate(args) -> None:
     cfg = _load(args)  # the config and the shared overrides are valid before any point is looked at
     runs = with_seeds(build_points(args.grid, parse_list(args.alpha), parse_list(args.gamma), args.axis or ()),
                       parse_seeds(args.seeds))
-    if args.launcher == "local":
+    if args.collect:
+        launcher = None
+    elif args.launcher == "local":
         launcher = LocalLauncher(args.jobs, [d for d in (args.devices or "").replace(",", " ").split() if d])
     else:
         options = SlurmOptions(partition=args.partition, gpus_per_run=args.gpus_per_run, cpus_per_gpu=args.cpus_per_gpu,
@@ -279,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--signal-delay-s", type=_positive_int, default=120, metavar="S",
                    help="slurm: seconds before the time limit at which a job checkpoints and requeues")
     p.add_argument("--wait", action="store_true", help="slurm: wait for the jobs and write the final table")
+    p.add_argument("--collect", action="store_true",
+                   help="start nothing: tabulate the runs finished so far (of a study still running elsewhere)")
     p.set_defaults(func=cmd_ablate)
 
     p = _command(sub, "visualize", "draw the ground truth as the model sees it, or a run's detections and errors")

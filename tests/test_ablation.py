@@ -249,3 +249,10 @@ def test_axis_and_reference_from_the_command_line_and_one_ablation_per_directory
     assert "ΔAP vs varifocal" in md and "| varifocal | 1 |" in md and "reference |" in md
     rows = list(csv.DictReader(open(out / "ablation.csv")))
     assert [r["loss.cls.name"] for r in rows] == ["sigmoid_focal", "varifocal"]
+
+    # --collect starts nothing: an unfinished run is listed as pending, and not run
+    os.remove(out / "varifocal" / "metrics.json")
+    log = (out / "varifocal" / "run.log").read_text()
+    assert main(args + ["--collect"]) == 0
+    assert (out / "varifocal" / "run.log").read_text() == log
+    assert "| varifocal | 0 (pending: varifocal) |" in (out / "ablation.md").read_text()

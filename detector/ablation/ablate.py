@@ -8,11 +8,13 @@ processes run: here (:class:`~detector.ablation.local.LocalLauncher`) or as clus
 collected, an interrupted one resumes, so the same command continues an ablation.
 """
 import os
+from contextlib import nullcontext
 from typing import Callable, List, Optional, Sequence
 
 from ..engine.lock import DirectoryLock
 from ..errors import UserError
 from .grid import Run, reference_point, validate
+from .runs import collect
 from .plots import convergence_curves, plot_ablation
 from .report import PointSummary, write_tables
 
@@ -22,11 +24,15 @@ def ablate(config: str, output_dir: str, runs: List[Run], launcher, overrides: S
     """Validate every run's config (before anything starts), launch the runs, and write
     ``ablation.md``, ``ablation.csv`` and ``ablation.png`` to ``output_dir``. ``reference``
     names the point the others are compared with (default: the paper's focal loss when the
-    study has it). Returns the per-point summaries; raises :class:`UserError` when runs failed."""
+    study has it). ``launcher`` None starts nothing and tabulates the runs finished so far.
+    Returns the per-point summaries; raises :class:`UserError` when runs failed."""
     validate(runs, config, overrides, check)
     ref = reference_point(runs, reference)
-    with DirectoryLock(output_dir, "ablation"):
-        launcher.launch(runs, config, output_dir, overrides)
+    with DirectoryLock(output_dir, "ablation") if launcher is not None else nullcontext():
+        if launcher is None:
+            collect(runs, output_dir)
+        else:
+            launcher.launch(runs, config, output_dir, overrides)
         points = write_summary(runs, output_dir, ref)
     print(f"tables: {os.path.join(output_dir, 'ablation.md')} and ablation.csv; plot: ablation.png", flush=True)
     failed = [r for r in runs if r.status == "failed"]

@@ -36,3 +36,17 @@ def start_logged(command: List[str], run_dir: str, env: Optional[Dict[str, str]]
         log.write(f"$ {' '.join(command)}\n")
         log.flush()
         return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def collect(runs: Sequence[Run], output_dir: str) -> None:
+    """Start nothing: the finished runs get their metrics, the others stay pending (or busy,
+    while a process holds their directory), for the tables of a study still running."""
+    from ..engine.lock import holder
+
+    for run in runs:
+        run_dir = os.path.join(output_dir, run.name)
+        if is_finished(run_dir):
+            run.status = "skipped"
+            load_metrics(run, run_dir)
+        elif os.path.isdir(run_dir) and holder(run_dir) is not None:
+            run.status, run.note = "busy", "running"
