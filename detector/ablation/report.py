@@ -143,9 +143,12 @@ def markdown_table(points: Sequence[PointSummary], output_dir: str, reference: O
         if p is best:
             cells = [f"**{c}**" for c in cells]
         notes = [f"failed: {os.path.join(output_dir, r.name, 'run.log')}" for r in p.unfinished if r.status == "failed"]
-        notes += [f"{r.status}: {r.name}" + (f" (job {r.job_id})" if r.job_id else "")
-                  + (f" ({r.note})" if r.note else "")
-                  for r in p.unfinished if r.status != "failed"]
+        for status in ("busy", "queued", "pending"):
+            waiting = [r for r in p.unfinished if r.status == status]
+            if waiting:
+                notes.append(f"{status}: " + ", ".join(
+                    (f"seed {r.seed}" if r.seed is not None else r.name) + (f" (job {r.job_id})" if r.job_id else "")
+                    for r in waiting))
         if notes:
             cells[1] += " (" + "; ".join(notes) + ")"
         cells += ["" if p.point.paper_ap is None else f"{p.point.paper_ap:.1f}"] if with_paper else []
