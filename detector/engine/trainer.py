@@ -204,7 +204,8 @@ class Trainer:
             while iteration < max_iter:
                 started = time.perf_counter()
                 images, targets = self._next_batch(data, iteration)
-                window.add(self.step(images, targets), time.perf_counter() - started)
+                data_seconds = time.perf_counter() - started
+                window.add(self.step(images, targets), data_seconds)
                 iteration += 1
                 bar.update(1)
                 stopping = stop["signal"] is not None and self.world_size == 1

@@ -31,6 +31,8 @@ def test_short_run_writes_outputs_and_the_loss_goes_down(tiny_config, tmp_path):
     assert [r["iteration"] for r in rows] == [5, 10, 15, 20, 25, 30]
     assert rows[-1]["loss"] < 0.7 * rows[0]["loss"]
     assert {"loss_cls", "loss_box", "lr", "eta_seconds", "data_time"} <= set(rows[0])
+    # data_time is the wait for the batch alone, a part of the step's time
+    assert all(0 <= r["data_time"] < 0.5 * r["time"] for r in rows), [(r["data_time"], r["time"]) for r in rows]
     # the final evaluation joins metrics.jsonl (for the training plot), and its stats are metrics.json's,
     # which pycocotools gives again from detections.json
     assert [(r["iteration"], r["val/AP"]) for r in _metrics(out, "val/AP")] == [(30, stats["AP"])]
