@@ -138,7 +138,7 @@ def cmd_visualize(args) -> None:
     paths = visualize(_load(args), args.output_dir, data=args.data, predictions=args.predictions,
                       errors=args.errors, per_sheet=args.per_sheet, max_images=args.max_images,
                       single=args.single, score_thresh=args.score_thresh)
-    print(f"wrote {len(paths)} images to {args.output_dir}" + (f", e.g. {paths[0]}" if paths else ""))
+    print(f"wrote {len(paths)} PNG files to {args.output_dir}" + (f", e.g. {paths[0]}" if paths else ""))
 
 
 def cmd_analyze_loss(args) -> None:

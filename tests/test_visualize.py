@@ -28,7 +28,7 @@ def test_predictions_coloured_by_error_type_with_sheets_and_single_files(tiny_co
     files = sorted(os.listdir(out))
     assert files[:2] == ["sheet_000.png", "sheet_001.png"] and len(files) == 2 + 6  # 4 + 2 on sheets, 6 singles
     assert Image.open(out / "sheet_000.png").height > 400
-    assert "wrote 8 images" in capsys.readouterr().out
+    assert "wrote 8 PNG files" in capsys.readouterr().out
 
 
 def test_errors_keeps_the_images_with_that_error_most_frequent_first(tiny_config, run_dir, tmp_path):
