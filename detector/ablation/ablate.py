@@ -14,9 +14,9 @@ from typing import Callable, List, Optional, Sequence
 from ..engine.lock import DirectoryLock
 from ..errors import UserError
 from .grid import Run, reference_point, validate
-from .runs import collect
 from .plots import convergence_curves, plot_ablation
 from .report import PointSummary, write_tables
+from .runs import collect
 
 
 def ablate(config: str, output_dir: str, runs: List[Run], launcher, overrides: Sequence[str] = (),
