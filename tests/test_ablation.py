@@ -8,7 +8,7 @@ import pytest
 from detector.ablation import Run, build_points, classic_point, load_grid, parse_seeds, with_seeds, write_summary
 from detector.ablation.grid import Point, parse_axis, parse_list, reference_point, validate
 from detector.ablation.plots import convergence_curves
-from detector.ablation.report import best_point, markdown_table, summarize
+from detector.ablation.report import best_point, convergence_note, markdown_table, summarize
 from detector.cli import main
 from detector.config import load_config
 
@@ -178,6 +178,22 @@ def test_error_bars_and_convergence_panel(tmp_path):
     from PIL import Image
 
     assert Image.open(tmp_path / "ablation.png").width > 1500  # three panels: AP, heatmap, AP vs iteration
+    # FL: val AP 15.5 at 10, final 31.0 at 20 (+15.5); CE 11.5 -> 23.0 (+11.5): both still climbing
+    assert ("Val AP at the last two evaluations (iterations 10 and 20), mean over seeds: alpha=0.25, gamma=2 15.5 -> "
+            "31.0 (+15.5); alpha=-1, gamma=0 11.5 -> 23.0 (+11.5). Still rising by more than 1 AP: alpha=0.25, "
+            "gamma=2, alpha=-1, gamma=0.") in (tmp_path / "ablation.md").read_text()
+
+
+def test_convergence_note_by_hand():
+    ce, fl = classic_point(-1.0, 0.0), classic_point(0.25, 2.0)
+    assert convergence_note({}) == ""
+    note = convergence_note({ce: ([200, 400, 600], [10.0, 30.0, 30.5]), fl: ([200, 400, 600], [12.0, 33.0, 35.0])})
+    assert note.endswith("alpha=-1, gamma=0 30.0 -> 30.5 (+0.5); alpha=0.25, gamma=2 33.0 -> 35.0 (+2.0). "
+                         "Still rising by more than 1 AP: alpha=0.25, gamma=2.")
+    note = convergence_note({ce: ([400, 600], [30.0, 30.9]), fl: ([500, 600], [34.5, 35.0])})
+    assert note == ("Val AP at the last two evaluations, mean over seeds: alpha=-1, gamma=0 30.0 -> 30.9 (+0.9, "
+                    "iterations 400 and 600); alpha=0.25, gamma=2 34.5 -> 35.0 (+0.5, iterations 500 and 600). "
+                    "Every point within 1 AP of its previous evaluation.")
 
 
 def test_each_runs_environment_is_listed_and_a_mix_is_named(tmp_path):

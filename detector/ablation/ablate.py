@@ -15,7 +15,7 @@ from ..engine.lock import DirectoryLock
 from ..errors import UserError
 from .grid import Run, reference_point, validate
 from .plots import convergence_curves, plot_ablation
-from .report import PointSummary, write_tables
+from .report import PointSummary, convergence_note, summarize, write_tables
 from .runs import collect
 
 
@@ -44,8 +44,10 @@ def ablate(config: str, output_dir: str, runs: List[Run], launcher, overrides: S
 
 def write_summary(runs: Sequence[Run], output_dir: str, reference=None) -> List[PointSummary]:
     """The tables and, when a run finished, the plot."""
-    points = write_tables(runs, output_dir, reference)
+    points = summarize(runs, reference)
     done = [p for p in points if p.runs]
+    curves = convergence_curves(done, output_dir)
+    write_tables(runs, points, output_dir, reference, convergence_note(curves))
     if done:
-        plot_ablation(done, convergence_curves(done, output_dir), os.path.join(output_dir, "ablation.png"))
+        plot_ablation(done, curves, os.path.join(output_dir, "ablation.png"))
     return points

@@ -102,6 +102,30 @@ def best_point(points: Sequence[PointSummary]) -> Optional[PointSummary]:
     return next((p for p in points if p.point.name == name), None)
 
 
+# A point whose mean val AP moved by more than this between its last two evaluations is still
+# climbing: its row compares how fast the losses learn, not where they end.
+CONVERGED_AP = 1.0
+
+
+def convergence_note(curves: Dict[Point, Tuple[List[int], List[float]]]) -> str:
+    """How far each point's val AP (mean over its seeds, :func:`plots.convergence_curves`)
+    moved between its last two evaluations, and which points still rise by more than
+    :data:`CONVERGED_AP`."""
+    last = {point: (iterations[-2:], ap[-2:]) for point, (iterations, ap) in curves.items()}
+    if not last:
+        return ""
+    spans = {tuple(iterations) for iterations, _ in last.values()}
+    parts = []
+    for point, ((i0, i1), (a0, a1)) in last.items():
+        at = "" if len(spans) == 1 else f", iterations {i0} and {i1}"
+        parts.append(f"{point.name} {a0:.1f} -> {a1:.1f} ({a1 - a0:+.1f}{at})")
+    when = " (iterations {} and {})".format(*spans.pop()) if len(spans) == 1 else ""
+    climbing = [point.name for point, (_, (a0, a1)) in last.items() if a1 - a0 > CONVERGED_AP]
+    verdict = (f"Still rising by more than {CONVERGED_AP:g} AP: {', '.join(climbing)}." if climbing else
+               f"Every point within {CONVERGED_AP:g} AP of its previous evaluation.")
+    return f"Val AP at the last two evaluations{when}, mean over seeds: {'; '.join(parts)}. {verdict}"
+
+
 def _cell(values: Dict[str, Tuple[float, float]], name: str, digits: int = 1) -> str:
     if name not in values:
         return "-"
@@ -126,7 +150,7 @@ def _seeds_cell(p: PointSummary) -> str:
 
 
 def markdown_table(points: Sequence[PointSummary], output_dir: str, reference: Optional[Point] = None,
-                   environment_note: str = "") -> str:
+                   environment_note: str = "", convergence: str = "") -> str:
     """One row per point, mean ± std over seeds, with the notes that say how to read it."""
     best = best_point(points)
     with_paper = any(p.point.paper_ap is not None for p in points)
@@ -167,17 +191,18 @@ def markdown_table(points: Sequence[PointSummary], output_dir: str, reference: O
     if errors:
         legend += (" bkg error / missed ΔAP50: the AP50 that background false positives / missed objects cost "
                    "(TIDE, IoU 0.5); ECE: expected calibration error of the detection scores.")
+    note += f"\n\n{convergence}" if convergence else ""
     note += f"\n\n{environment_note}" if environment_note else ""
     return "\n".join(lines) + "\n\n" + note + "\n\n" + legend + "\n"
 
 
-def write_tables(runs: Sequence[Run], output_dir: str, reference: Optional[Point] = None) -> List[PointSummary]:
-    """``ablation.md`` (per point) and ``ablation.csv`` (per run); returns the summaries."""
-    points = summarize(runs, reference)
+def write_tables(runs: Sequence[Run], points: Sequence[PointSummary], output_dir: str,
+                 reference: Optional[Point] = None, convergence: str = "") -> None:
+    """``ablation.md`` (per point, from :func:`summarize`'s ``points``) and ``ablation.csv`` (per run)."""
     environments = [run_environment(os.path.join(output_dir, r.name)) for r in runs]
     note = mixed_environment_note([env for r, env in zip(runs, environments) if r.metrics])
     with open(os.path.join(output_dir, "ablation.md"), "w") as f:
-        f.write(markdown_table(points, output_dir, reference, note))
+        f.write(markdown_table(points, output_dir, reference, note, convergence))
     keys = list(dict.fromkeys(k for r in runs for k in r.point.settings))
     rows = []
     for r, env in zip(runs, environments):
@@ -191,4 +216,3 @@ def write_tables(runs: Sequence[Run], output_dir: str, reference: Optional[Point
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["point"])
         writer.writeheader()
         writer.writerows(rows)
-    return points
