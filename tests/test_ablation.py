@@ -7,7 +7,7 @@ import pytest
 
 from detector.ablation import Run, build_points, classic_point, load_grid, parse_seeds, with_seeds, write_summary
 from detector.ablation.grid import Point, parse_axis, parse_list, reference_point, validate
-from detector.ablation.plots import convergence_curves
+from detector.ablation.plots import _is_alpha_gamma_grid, convergence_curves
 from detector.ablation.report import best_point, convergence_note, markdown_table, summarize
 from detector.cli import main
 from detector.config import load_config
@@ -152,6 +152,10 @@ def test_mean_std_and_paired_interval_by_hand(tmp_path):
     points = summarize(fl + noisy, FL)
     assert best_point(points) is None
     assert "No best row" in markdown_table(points, str(tmp_path), FL)
+    # a study where only the reference has finished (the others pending) says so
+    pending = [_spec(-1.0, 0.0, None, "pending", seed=i) for i in range(3)]
+    assert "No best row: only one point has finished runs." in markdown_table(summarize(fl + pending, FL),
+                                                                              str(tmp_path), FL)
 
 
 def test_differences_pair_by_seed(tmp_path):
@@ -177,11 +181,23 @@ def test_error_bars_and_convergence_panel(tmp_path):
     write_summary(specs, str(tmp_path), FL)
     from PIL import Image
 
-    assert Image.open(tmp_path / "ablation.png").width > 1500  # three panels: AP, heatmap, AP vs iteration
+    # two panels: AP per point as bars (no alpha has two gammas), AP against iteration
+    assert 1000 < Image.open(tmp_path / "ablation.png").width < 1500
     # FL: val AP 15.5 at 10, final 31.0 at 20 (+15.5); CE 11.5 -> 23.0 (+11.5): both still climbing
     assert ("Val AP at the last two evaluations (iterations 10 and 20), mean over seeds: alpha=0.25, gamma=2 15.5 -> "
             "31.0 (+15.5); alpha=-1, gamma=0 11.5 -> 23.0 (+11.5). Still rising by more than 1 AP: alpha=0.25, "
             "gamma=2, alpha=-1, gamma=0.") in (tmp_path / "ablation.md").read_text()
+
+
+def test_curves_and_heatmap_only_for_a_grid_with_an_alpha_at_several_gammas(tmp_path):
+    from PIL import Image
+
+    table = _seeded(0.25, 2.0, [0.30]) + _seeded(0.25, 0.0, [0.25]) + _seeded(0.5, 2.0, [0.28]) + \
+        _seeded(0.5, 0.0, [0.27])
+    write_summary(table, str(tmp_path), FL)
+    assert Image.open(tmp_path / "ablation.png").width > 1200  # AP against gamma per alpha, and the heatmap
+    assert not _is_alpha_gamma_grid(summarize(table[:1] + _seeded(-1.0, 0.0, [0.2]) + _seeded(0.75, 0.0, [0.2]), FL))
+    assert _is_alpha_gamma_grid(summarize(table, FL))
 
 
 def test_convergence_note_by_hand():

@@ -37,7 +37,14 @@ def convergence_curves(points: Sequence[PointSummary], output_dir: str) -> Dict[
 
 
 def _is_alpha_gamma_grid(points: Sequence[PointSummary]) -> bool:
-    return all(set(p.point.settings) == {ALPHA, GAMMA} for p in points)
+    """Points that set alpha and gamma only, with some alpha at two gammas or more: AP against
+    gamma then draws curves; otherwise (CE, alpha-CE, FL) named bars read better."""
+    if not all(set(p.point.settings) == {ALPHA, GAMMA} for p in points):
+        return False
+    gammas: Dict[float, set] = {}
+    for p in points:
+        gammas.setdefault(p.point.settings[ALPHA], set()).add(p.point.settings[GAMMA])
+    return any(len(g) > 1 for g in gammas.values())
 
 
 def _mean_std(p: PointSummary) -> Tuple[float, float]:

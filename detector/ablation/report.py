@@ -181,6 +181,8 @@ def markdown_table(points: Sequence[PointSummary], output_dir: str, reference: O
     if best is not None:
         note = (f"Best (bold): {best.point.name}: its AP lead over every other point, paired by seed, has a "
                 f"{stats.CONFIDENCE:.0%} interval above 0.")
+    elif sum(bool(p.runs) for p in points) == 1:
+        note = "No best row: only one point has finished runs."
     elif any(p.runs for p in points):
         note = "No best row: " + ("one run per point gives no interval" if seeds == [1] else
                                   "the highest mean AP does not lead every other point beyond its 95% interval") + "."
