@@ -242,6 +242,20 @@ def test_seeds_argument():
     assert specs[1].override_args() == ["loss.cls.alpha=0.25", "loss.cls.gamma=0.0", "train.seed=1"]
 
 
+def test_collect_marks_finished_runs_skipped_and_held_runs_busy_naming_the_holder(tmp_path):
+    from detector.ablation.runs import collect
+    from detector.engine.lock import DirectoryLock
+
+    finished, held, waiting = (Run(classic_point(0.25, 2.0), seed=s) for s in range(3))
+    os.makedirs(tmp_path / finished.name)
+    (tmp_path / finished.name / "metrics.json").write_text(json.dumps({"AP": 0.5}))
+    with DirectoryLock(str(tmp_path / held.name), "training run"):
+        collect([finished, held, waiting], str(tmp_path))
+    assert (finished.status, finished.metrics) == ("skipped", {"AP": 0.5})
+    assert held.status == "busy" and held.note.startswith(f"in use by process {os.getpid()}")
+    assert (waiting.status, waiting.note) == ("pending", "")
+
+
 def test_ablate_runs_skips_resumes_and_reports_failures(tiny_config, tmp_path, capsys):
     out = tmp_path / "abl"
     args = ["ablate", tiny_config, "--output-dir", str(out), "--alpha", "0.25", "--gamma", "0,2",

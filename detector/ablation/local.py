@@ -5,9 +5,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import List, Optional, Sequence
 
-from ..engine.lock import holder
 from .grid import Run
-from .runs import is_finished, load_metrics, start_logged, train_command
+from .runs import finished_before, held_elsewhere, is_finished, load_metrics, start_logged, train_command
 
 
 class LocalLauncher:
@@ -41,13 +40,7 @@ class LocalLauncher:
 def _run_one(run: Run, config: str, output_dir: str, overrides: Sequence[str], device: Optional[str]) -> None:
     run_dir = os.path.join(output_dir, run.name)
     os.makedirs(run_dir, exist_ok=True)
-    if is_finished(run_dir):
-        run.status = "skipped"
-        load_metrics(run, run_dir)
-        return
-    held_by = holder(run_dir)
-    if held_by is not None:  # another ablation (or a train by hand) is running it
-        run.status, run.note = "busy", f"in use by {held_by}"
+    if finished_before(run, run_dir) or held_elsewhere(run, run_dir):
         return
     cmd = train_command(config, run_dir, [*overrides, *run.override_args()])
     env = dict(os.environ)

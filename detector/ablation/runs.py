@@ -6,6 +6,7 @@ import subprocess
 import sys
 from typing import Dict, List, Optional, Sequence
 
+from ..engine.lock import holder
 from .grid import Run
 
 
@@ -29,6 +30,25 @@ def load_metrics(run: Run, run_dir: str) -> None:
         run.metrics = json.load(f)
 
 
+def finished_before(run: Run, run_dir: str) -> bool:
+    """True when ``run`` finished before this launch: it is marked skipped, with its metrics."""
+    if not is_finished(run_dir):
+        return False
+    run.status = "skipped"
+    load_metrics(run, run_dir)
+    return True
+
+
+def held_elsewhere(run: Run, run_dir: str) -> bool:
+    """True when another process (an ablation, a train by hand) holds the run's directory: the
+    run is marked busy, its note says by whom, and nothing here touches it."""
+    held_by = holder(run_dir)
+    if held_by is None:
+        return False
+    run.status, run.note = "busy", f"in use by {held_by}"
+    return True
+
+
 def start_logged(command: List[str], run_dir: str, env: Optional[Dict[str, str]] = None) -> subprocess.Popen:
     """Start ``command`` with its output appended to ``run_dir/run.log``, after a line that
     says what ran (a resumed run's log holds every start)."""
@@ -41,12 +61,7 @@ def start_logged(command: List[str], run_dir: str, env: Optional[Dict[str, str]]
 def collect(runs: Sequence[Run], output_dir: str) -> None:
     """Start nothing: the finished runs get their metrics, the others stay pending (or busy,
     while a process holds their directory), for the tables of a study still running."""
-    from ..engine.lock import holder
-
     for run in runs:
         run_dir = os.path.join(output_dir, run.name)
-        if is_finished(run_dir):
-            run.status = "skipped"
-            load_metrics(run, run_dir)
-        elif os.path.isdir(run_dir) and holder(run_dir) is not None:
-            run.status, run.note = "busy", "running"
+        if not finished_before(run, run_dir):
+            held_elsewhere(run, run_dir)

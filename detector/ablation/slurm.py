@@ -18,10 +18,9 @@ import subprocess
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
-from ..engine.lock import holder
 from ..errors import UserError, require
 from .grid import Run
-from .runs import is_finished, load_metrics, start_logged, train_command
+from .runs import finished_before, held_elsewhere, is_finished, load_metrics, start_logged, train_command
 
 logger = logging.getLogger(__name__)
 
@@ -130,9 +129,7 @@ class SlurmLauncher:
             run_dir = os.path.join(output_dir, run.name)
             os.makedirs(run_dir, exist_ok=True)
             id_file = os.path.join(run_dir, JOB_ID_FILE)
-            if is_finished(run_dir):
-                run.status = "skipped"
-                load_metrics(run, run_dir)
+            if finished_before(run, run_dir):
                 continue
             if os.path.isfile(id_file):
                 with open(id_file) as f:
@@ -140,9 +137,7 @@ class SlurmLauncher:
                 if job_is_active(self.cluster, str(executor.folder), run.job_id):
                     run.status = "queued"
                     continue
-            held_by = holder(run_dir)
-            if held_by is not None:
-                run.status, run.note = "busy", f"in use by {held_by}"
+            if held_elsewhere(run, run_dir):
                 continue
             command = train_command(config, run_dir, [*overrides, *run.override_args()], self.options.gpus_per_run)
             job = executor.submit(TrainJob(command, run_dir))
