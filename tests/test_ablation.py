@@ -230,6 +230,19 @@ def test_each_runs_environment_is_listed_and_a_mix_is_named(tmp_path):
     assert "different environments" not in (tmp_path / "ablation.md").read_text()
 
 
+def test_starting_runs_in_another_environment_than_the_finished_ones_is_named():
+    from detector.ablation.local import environment_change
+
+    here = {"torch": "2.14.1", "device": "cpu", "threads": 2, "cpu_capability": "AVX2"}
+    same = {"torch": "2.14.1", "device": "cpu", "gpu": "", "threads": "2", "cpu_capability": "AVX2"}
+    assert environment_change([same, same], here) == ""
+    assert environment_change([], here) == ""
+    assert environment_change([{**same, "cpu_capability": ""}], here) == ""  # not recorded: nothing to compare
+    other = {**same, "threads": "1,2", "cpu_capability": "AVX512"}
+    note = environment_change([same, other, {**other, "threads": "4"}], here)
+    assert "threads 1,2, 4 (here: 2); cpu_capability AVX512 (here: AVX2)" in note
+
+
 def test_seeds_argument():
     assert parse_seeds(None) == [None]
     assert parse_seeds("3") == [0, 1, 2]
@@ -267,11 +280,16 @@ def test_ablate_runs_skips_resumes_and_reports_failures(tiny_config, tmp_path, c
         assert (out / name / "metrics.json").exists() and (out / name / "run.log").exists()
     assert (out / "ablation.md").exists() and (out / "ablation.csv").exists() and (out / "ablation.png").exists()
 
-    # finished runs are skipped; an interrupted one (checkpoint, no metrics) resumes
+    # finished runs are skipped; an interrupted one (checkpoint, no metrics) resumes, with a warning
+    # when the finished runs trained with other vector kernels than the runs to start here
     os.remove(out / "alpha0.25_gamma2" / "metrics.json")
+    env_file = out / "alpha0.25_gamma0" / "environment.json"
+    env_file.write_text(json.dumps([{**json.loads(env_file.read_text())[0], "cpu_capability": "VSX"}]))
     assert main(args) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "gamma=0: skipped" in printed and "gamma=2: done" in printed
+    assert "finished runs of this table trained with cpu_capability VSX (here: " in captured.err
     assert "resumed from" in (out / "alpha0.25_gamma2" / "run.log").read_text()
 
     # a failing run is reported and does not stop the others

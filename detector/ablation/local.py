@@ -1,11 +1,16 @@
 """The local launcher: every run a ``detector train`` subprocess here, ``jobs`` at a time,
 each pinned to a device when ``devices`` are given, its output in ``run.log``."""
 import os
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
+from ..comm import resolve_device
+from ..engine import environment
+from ..errors import UserError
 from .grid import Run
+from .report import ENVIRONMENT_KEYS, run_environment
 from .runs import finished_before, held_elsewhere, is_finished, load_metrics, start_logged, train_command
 
 
@@ -18,6 +23,9 @@ class LocalLauncher:
         """Run every unfinished run; each ends done (with its metrics), skipped (finished
         before), failed, or busy (another process holds its directory: not touched)."""
         total, finished, started = len(runs), [], time.perf_counter()
+        warning = self._environment_warning(runs, output_dir)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
 
         def work(item):
             index, run = item
@@ -35,6 +43,37 @@ class LocalLauncher:
         with ThreadPoolExecutor(max_workers=self.jobs) as pool:
             list(pool.map(work, enumerate(runs)))
         print(f"{total} runs took {(time.perf_counter() - started) / 60:.1f} min", flush=True)
+
+    def _environment_warning(self, runs: List[Run], output_dir: str) -> str:
+        """What differs between the environment the finished runs of this table trained in and
+        the one the runs started here will train in ("" when nothing does, or nothing is to start)."""
+        dirs = [os.path.join(output_dir, run.name) for run in runs]
+        if all(is_finished(d) for d in dirs):
+            return ""
+        device = self.devices[0] if self.devices else runs[0].config.train.device
+        try:
+            here = environment.describe(resolve_device("cuda" if device.isdigit() else device))
+        except UserError:  # the runs will fail and say why
+            return ""
+        return environment_change([run_environment(d) for d in dirs if is_finished(d)], here)
+
+
+def environment_change(finished: Sequence[Dict[str, str]], here: Dict[str, object]) -> str:
+    """A warning when ``here`` (:func:`environment.describe`) differs from the environments of
+    the ``finished`` runs (:func:`run_environment`) in a key they recorded."""
+    now = {key: str(here.get(key, "")) for key in ENVIRONMENT_KEYS}
+    before: Dict[str, set] = {}
+    for env in finished:
+        for key in ENVIRONMENT_KEYS:
+            if env.get(key) and env[key] != now[key]:
+                before.setdefault(key, set()).add(env[key])
+    if not before:
+        return ""
+    differences = "; ".join(f"{key} {', '.join(sorted(values))} (here: {now[key] or 'none'})"
+                            for key, values in before.items())
+    return (f"finished runs of this table trained with {differences}. The runs started here will differ from "
+            "theirs as another seed's would, and the table will mix environments: run the rest where the "
+            "others ran, or start the table afresh in another directory.")
 
 
 def _run_one(run: Run, config: str, output_dir: str, overrides: Sequence[str], device: Optional[str]) -> None:

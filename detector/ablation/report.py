@@ -51,12 +51,14 @@ def run_value(metrics: dict, name: str) -> Optional[float]:
     raise KeyError(name)
 
 
+ENVIRONMENT_KEYS = ("torch", "device", "gpu", "threads", "cpu_capability")
+
+
 def run_environment(run_dir: str) -> Dict[str, str]:
     """The torch version, device, GPU model, CPU thread count and vector kernels a run trained
     with, from its ``environment.json`` ("1,2" where a resume changed it; "" where not recorded)."""
     entries = environment.read(run_dir)
-    return {key: ",".join(dict.fromkeys(str(e.get(key, "")) for e in entries))
-            for key in ("torch", "device", "gpu", "threads", "cpu_capability")}
+    return {key: ",".join(dict.fromkeys(str(e.get(key, "")) for e in entries)) for key in ENVIRONMENT_KEYS}
 
 
 def mixed_environment_note(environments: Sequence[Dict[str, str]]) -> str:
