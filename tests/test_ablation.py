@@ -231,7 +231,7 @@ def test_each_runs_environment_is_listed_and_a_mix_is_named(tmp_path):
 
 
 def test_starting_runs_in_another_environment_than_the_finished_ones_is_named():
-    from detector.ablation.local import environment_change
+    from detector.ablation.report import environment_change
 
     here = {"torch": "2.14.1", "device": "cpu", "threads": 2, "cpu_capability": "AVX2"}
     same = {"torch": "2.14.1", "device": "cpu", "gpu": "", "threads": "2", "cpu_capability": "AVX2"}

@@ -4,13 +4,13 @@ import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 from ..comm import resolve_device
 from ..engine import environment
 from ..errors import UserError
 from .grid import Run
-from .report import ENVIRONMENT_KEYS, run_environment
+from .report import environment_change, run_environment
 from .runs import finished_before, held_elsewhere, is_finished, load_metrics, start_logged, train_command
 
 
@@ -48,32 +48,15 @@ class LocalLauncher:
         """What differs between the environment the finished runs of this table trained in and
         the one the runs started here will train in ("" when nothing does, or nothing is to start)."""
         dirs = [os.path.join(output_dir, run.name) for run in runs]
-        if all(is_finished(d) for d in dirs):
+        finished = [d for d in dirs if is_finished(d)]
+        if len(finished) == len(dirs):
             return ""
         device = self.devices[0] if self.devices else runs[0].config.train.device
         try:
             here = environment.describe(resolve_device("cuda" if device.isdigit() else device))
         except UserError:  # the runs will fail and say why
             return ""
-        return environment_change([run_environment(d) for d in dirs if is_finished(d)], here)
-
-
-def environment_change(finished: Sequence[Dict[str, str]], here: Dict[str, object]) -> str:
-    """A warning when ``here`` (:func:`environment.describe`) differs from the environments of
-    the ``finished`` runs (:func:`run_environment`) in a key they recorded."""
-    now = {key: str(here.get(key, "")) for key in ENVIRONMENT_KEYS}
-    before: Dict[str, set] = {}
-    for env in finished:
-        for key in ENVIRONMENT_KEYS:
-            if env.get(key) and env[key] != now[key]:
-                before.setdefault(key, set()).add(env[key])
-    if not before:
-        return ""
-    differences = "; ".join(f"{key} {', '.join(sorted(values))} (here: {now[key] or 'none'})"
-                            for key, values in before.items())
-    return (f"finished runs of this table trained with {differences}. The runs started here will differ from "
-            "theirs as another seed's would, and the table will mix environments: run the rest where the "
-            "others ran, or start the table afresh in another directory.")
+        return environment_change([run_environment(d) for d in finished], here)
 
 
 def _run_one(run: Run, config: str, output_dir: str, overrides: Sequence[str], device: Optional[str]) -> None:

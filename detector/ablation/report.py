@@ -64,17 +64,37 @@ def run_environment(run_dir: str) -> Dict[str, str]:
 def mixed_environment_note(environments: Sequence[Dict[str, str]]) -> str:
     """A warning when the finished runs of one table (their :func:`run_environment`)
     trained in different environments."""
-    values: Dict[str, set] = {}
-    for env in environments:
-        for key, value in env.items():
-            values.setdefault(key, set()).add(value)
-    mixed = {k: sorted(v) for k, v in values.items() if len(v) > 1}
+    mixed = {k: sorted(v) for k, v in _values_by_key(environments).items() if len(v) > 1}
     if not mixed:
         return ""
     differences = "; ".join(f"{k}: {', '.join(x or 'not recorded' for x in v)}" for k, v in mixed.items())
     return (f"Runs trained in different environments ({differences}): a thread count, a set of CPU vector "
             "kernels or a library version changes the trajectory like another seed (ablation.csv lists each "
             "run's).")
+
+
+def environment_change(finished: Sequence[Dict[str, str]], here: Dict[str, object]) -> str:
+    """A warning when ``here`` (:func:`environment.describe`) differs from the environments of
+    the ``finished`` runs (:func:`run_environment`) in a key they recorded."""
+    now = {key: str(here.get(key, "")) for key in ENVIRONMENT_KEYS}
+    before = {key: sorted(v for v in values if v and v != now[key])
+              for key, values in _values_by_key(finished).items() if key in now}
+    differences = "; ".join(f"{key} {', '.join(values)} (here: {now[key] or 'none'})"
+                            for key, values in before.items() if values)
+    if not differences:
+        return ""
+    return (f"finished runs of this table trained with {differences}. The runs started here will differ from "
+            "theirs as another seed's would, and the table will mix environments: run the rest where the "
+            "others ran, or start the table afresh in another directory.")
+
+
+def _values_by_key(environments: Sequence[Dict[str, str]]) -> Dict[str, set]:
+    """Each environment key with the values the runs recorded for it."""
+    values: Dict[str, set] = {}
+    for env in environments:
+        for key, value in env.items():
+            values.setdefault(key, set()).add(value)
+    return values
 
 
 def summarize(runs: Sequence[Run], reference: Optional[Point] = None) -> List[PointSummary]:
