@@ -17,6 +17,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 from benchmarks.common import build_pair, peak_memory, random_images, random_targets
+from detector.engine.trainer import compile_dense_layers
 
 
 def _synchronize(device: torch.device) -> None:
@@ -75,8 +76,7 @@ def main(argv=None) -> int:
 
     tv, ours = build_pair(min(height, width), max(height, width), ["model.channels_last=true"])
     if args.compile:
-        for module in (ours.backbone, ours.fpn, ours.head):
-            module.compile()
+        compile_dense_layers(ours)
     tv.to(device)
     ours.to(device)
     images = [im.to(device) for im in random_images(args.batch, height, width)]
