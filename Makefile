@@ -16,7 +16,7 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	touch $(STAMP)
 
 test: venv
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 # The main job on the built-in synthetic data: generate it once, train on the CPU, evaluate.
 demo: venv $(SHAPES)
