@@ -80,7 +80,7 @@ def test_compile_trains(tiny_config, tmp_path, monkeypatch):
     # torch.compile, and they are the same on every device; the code generator after them is not
     # (C++ here, Triton on a GPU). So the run compiles with backend "aot_eager": capture and
     # backward without code generation. Inductor's C++ build took 110 to 180 s of this test on
-    # 2 AVX2 cores (cold cache), a tenth of the suite, for a backend GPU users never run.
+    # 2 AVX2 cores (cold cache, beside a 2-thread study run), a backend GPU users never run.
     captured = []
     original = torch.nn.Module.compile
 
