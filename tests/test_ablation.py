@@ -269,6 +269,29 @@ def test_collect_marks_finished_runs_skipped_and_held_runs_busy_naming_the_holde
     assert (waiting.status, waiting.note) == ("pending", "")
 
 
+def test_eta_counts_only_the_runs_left_to_start(tmp_path, monkeypatch, capsys):
+    # resuming a table: runs finished before are skipped at once and must not count as time left
+    from detector.ablation import local
+
+    def fake_run_one(run, config, output_dir, overrides, device):
+        if os.path.exists(os.path.join(output_dir, run.name, "metrics.json")):
+            run.status, run.seconds, run.metrics = "skipped", 0.0, {"AP": 0.5}
+        else:
+            run.status, run.seconds, run.metrics = "done", 60.0, {"AP": 0.5}
+
+    monkeypatch.setattr(local, "_run_one", fake_run_one)
+    monkeypatch.setattr(local.LocalLauncher, "_environment_warning", lambda self, runs, output_dir: "")
+    runs = [Run(classic_point(0.25, 2.0), seed=s) for s in range(4)]
+    for run in runs[1:3]:  # seeds 1 and 2 finished in an earlier sitting
+        os.makedirs(tmp_path / run.name)
+        (tmp_path / run.name / "metrics.json").write_text(json.dumps({"AP": 0.5}))
+    local.LocalLauncher().launch(runs, "unused.yaml", str(tmp_path), [])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("seed=0: done (60 s) AP 50.0; ETA 1.0 min")  # seed 3 left, not 3 runs
+    assert lines[1].endswith("seed=1: skipped (0 s) AP 50.0; ETA 1.0 min")
+    assert lines[3].endswith("seed=3: done (60 s) AP 50.0; ETA 0.0 min")
+
+
 def test_ablate_runs_skips_resumes_and_reports_failures(tiny_config, tmp_path, capsys):
     out = tmp_path / "abl"
     args = ["ablate", tiny_config, "--output-dir", str(out), "--alpha", "0.25", "--gamma", "0,2",

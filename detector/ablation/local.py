@@ -23,6 +23,7 @@ class LocalLauncher:
         """Run every unfinished run; each ends done (with its metrics), skipped (finished
         before), failed, or busy (another process holds its directory: not touched)."""
         total, finished, started = len(runs), [], time.perf_counter()
+        to_start = {run.name for run in runs if not is_finished(os.path.join(output_dir, run.name))}
         warning = self._environment_warning(runs, output_dir)
         if warning:
             print(f"warning: {warning}", file=sys.stderr, flush=True)
@@ -33,7 +34,8 @@ class LocalLauncher:
             _run_one(run, config, output_dir, overrides, device)
             finished.append(run)
             timed = [r.seconds for r in finished if r.status in ("done", "failed")]
-            eta = (sum(timed) / len(timed)) * (total - len(finished)) / self.jobs if timed else 0.0
+            left = len(to_start - {r.name for r in finished})  # runs finished before are skipped at once
+            eta = (sum(timed) / len(timed)) * left / self.jobs if timed else 0.0
             result = {"failed": f"see {os.path.join(output_dir, run.name, 'run.log')}",
                       "busy": run.note}.get(run.status) or f"AP {100 * run.metrics['AP']:.1f}"
             seed = "" if run.seed is None else f" seed={run.seed}"
