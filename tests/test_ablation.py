@@ -280,7 +280,7 @@ def test_eta_counts_only_the_runs_left_to_start(tmp_path, monkeypatch, capsys):
             run.status, run.seconds, run.metrics = "done", 60.0, {"AP": 0.5}
 
     monkeypatch.setattr(local, "_run_one", fake_run_one)
-    monkeypatch.setattr(local.LocalLauncher, "_environment_warning", lambda self, runs, output_dir: "")
+    monkeypatch.setattr(local.LocalLauncher, "_environment_warning", lambda self, runs, output_dir, to_start: "")
     runs = [Run(classic_point(0.25, 2.0), seed=s) for s in range(4)]
     for run in runs[1:3]:  # seeds 1 and 2 finished in an earlier sitting
         os.makedirs(tmp_path / run.name)

@@ -4,7 +4,7 @@ import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Set
 
 from ..comm import resolve_device
 from ..engine import environment
@@ -24,7 +24,7 @@ class LocalLauncher:
         before), failed, or busy (another process holds its directory: not touched)."""
         total, finished, started = len(runs), [], time.perf_counter()
         to_start = {run.name for run in runs if not is_finished(os.path.join(output_dir, run.name))}
-        warning = self._environment_warning(runs, output_dir)
+        warning = self._environment_warning(runs, output_dir, to_start)
         if warning:
             print(f"warning: {warning}", file=sys.stderr, flush=True)
 
@@ -46,13 +46,13 @@ class LocalLauncher:
             list(pool.map(work, enumerate(runs)))
         print(f"{total} runs took {(time.perf_counter() - started) / 60:.1f} min", flush=True)
 
-    def _environment_warning(self, runs: List[Run], output_dir: str) -> str:
+    def _environment_warning(self, runs: List[Run], output_dir: str, to_start: Set[str]) -> str:
         """What differs between the environment the finished runs of this table trained in and
-        the one the runs started here will train in ("" when nothing does, or nothing is to start)."""
-        dirs = [os.path.join(output_dir, run.name) for run in runs]
-        finished = [d for d in dirs if is_finished(d)]
-        if len(finished) == len(dirs):
+        the one the runs started here (those named in ``to_start``) will train in ("" when nothing
+        does, or nothing is to start)."""
+        if not to_start:
             return ""
+        finished = [os.path.join(output_dir, run.name) for run in runs if run.name not in to_start]
         device = self.devices[0] if self.devices else runs[0].config.train.device
         try:
             here = environment.describe(resolve_device("cuda" if device.isdigit() else device))
