@@ -49,7 +49,7 @@ def cmd_eval(args) -> None:
 
     cfg = _load(args)
     dataset = build_dataset(cfg, "val", training=False)
-    detector = Detector.from_checkpoint(args.weights, args.config, args.overrides)
+    detector = Detector.from_checkpoint(args.weights, args.config, args.overrides, device=args.device)
     with DirectoryLock(cfg.output_dir, "evaluation"):
         stats = evaluate(detector.model, cfg, dataset, cfg.output_dir, detector.device)
     plots = ", ".join(stats.get("plots", [])) or "no plots (no detections)"
@@ -64,7 +64,8 @@ def cmd_predict(args) -> None:
         detect = OnnxDetector(args.weights, max_image_pixels=_load(args).data.max_image_pixels)
         runner = "ONNX Runtime"
     else:
-        detect, runner = Detector.from_checkpoint(args.weights, args.config, args.overrides), "PyTorch"
+        detect = Detector.from_checkpoint(args.weights, args.config, args.overrides, device=args.device)
+        runner = f"PyTorch on {detect.device}"
     records = predict(detect, paths, args.output_dir, args.score_thresh)
     failed = [r for r in records if "error" in r]
     print(f"wrote {len(records) - len(failed)} drawn images and predictions.json to {args.output_dir} ({runner})")
@@ -229,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "eval", "COCO evaluation of a checkpoint on the val split")
     _config_args(p)
     p.add_argument("--weights", required=True, metavar="CKPT", help="checkpoint (.pth)")
+    p.add_argument("--device", default="auto", metavar="DEVICE",
+                   help="auto (the best device here, whatever the checkpoint trained on), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_eval)
 
     p = _command(sub, "predict", "detect objects in images; writes predictions.json and drawn images")
@@ -239,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", required=True, metavar="DIR")
     p.add_argument("--score-thresh", type=float, default=0.3, metavar="S", help="draw and keep detections above this")
     p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    p.add_argument("--device", default="auto", metavar="DEVICE",
+                   help="auto (the best device here, whatever the checkpoint trained on), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_predict)
 
     p = _command(sub, "export", "write the whole detector (preprocessing to NMS) as one ONNX graph")

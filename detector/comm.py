@@ -15,16 +15,17 @@ import torch.distributed as dist
 from .errors import UserError
 
 
-def resolve_device(name: str) -> torch.device:
-    """``train.device`` -> a device that exists here (``auto``: CUDA when available)."""
+def resolve_device(name: str, key: str = "train.device") -> torch.device:
+    """``train.device`` (or the option named ``key``) -> a device that exists here (``auto``:
+    CUDA when available)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise UserError(f"train.device={name} but CUDA is not available here; use train.device=cpu")
+            raise UserError(f"{key}={name} but CUDA is not available here; use {key}=cpu")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UserError(f"train.device={name} but this machine has {torch.cuda.device_count()} GPU(s): "
+            raise UserError(f"{key}={name} but this machine has {torch.cuda.device_count()} GPU(s): "
                             f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     return device
 

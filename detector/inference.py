@@ -66,7 +66,10 @@ class Detector:
                         class_names: Optional[Sequence[str]] = None, device: str = "auto") -> "Detector":
         """The model of ``path`` (a checkpoint of ``detector train``), built from ``config``
         (a YAML file; default: the config saved in the checkpoint), with the class names saved
-        in the checkpoint unless ``class_names`` are given."""
+        in the checkpoint unless ``class_names`` are given.
+
+        ``device="auto"`` is the best device of this machine (CUDA when available), not the one
+        the checkpoint trained on: a model trained on a GPU loads on a laptop."""
         from .modeling import build_model, check_names
         from .modeling.weights import load_model_weights
 
@@ -78,8 +81,7 @@ class Detector:
         names = list(class_names) if class_names is not None else checkpoint_class_names(state, cfg)
         if len(names) != cfg.model.num_classes:
             raise UserError(f"{len(names)} class names for a model of {cfg.model.num_classes} classes")
-        return cls(model, names, resolve_device(device if device != "auto" else cfg.train.device),
-                   cfg.data.max_image_pixels)
+        return cls(model, names, resolve_device(device, "device"), cfg.data.max_image_pixels)
 
     @torch.no_grad()
     def __call__(self, images: Union[ImageLike, Sequence[ImageLike]]):

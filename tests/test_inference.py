@@ -5,6 +5,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from detector import Detector
@@ -64,3 +65,27 @@ def test_the_readme_snippet_runs_as_written(checkpoint, tiny_dataset, tmp_path, 
     exec(compile(snippet, "README.md", "exec"), {})
     printed = capsys.readouterr().out
     assert re.search(r"(circle|square|triangle|cross) 0\.\d+ \[", printed), printed
+
+
+def _trained_on_cuda(checkpoint, tmp_path):
+    """The checkpoint as a GPU run would have saved it: its config says train.device=cuda."""
+    state = torch.load(checkpoint, weights_only=True)
+    state["config"]["train"]["device"] = "cuda"
+    path = str(tmp_path / "cuda_run.pth")
+    torch.save(state, path)
+    return path
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the claim is about a machine without CUDA")
+def test_a_checkpoint_trained_on_a_gpu_loads_where_there_is_none(checkpoint, tmp_path, tiny_config, tiny_dataset):
+    path = _trained_on_cuda(checkpoint, tmp_path)
+    det = Detector.from_checkpoint(path)  # device="auto": the best device here, not the run's
+    assert det.device == torch.device("cpu")
+    with pytest.raises(ValueError, match="device=cuda but CUDA is not available here"):
+        Detector.from_checkpoint(path, device="cuda")  # asked for by name: refused with the reason
+    image = os.path.join(tiny_dataset, "val", "000001.png")
+    out = tmp_path / "preds"
+    assert main(["predict", tiny_config, "--weights", path, image, "--output-dir", str(out)]) == 0
+    assert os.path.isfile(out / "predictions.json")
+    assert main(["eval", tiny_config, "--weights", path, "--output-dir", str(tmp_path / "eval")]) == 0
+    assert main(["predict", tiny_config, "--weights", path, image, "--output-dir", str(out), "--device", "cuda"]) == 2
