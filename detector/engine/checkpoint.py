@@ -18,27 +18,41 @@ logger = logging.getLogger(__name__)
 POINTER = "last_checkpoint"
 
 
-def rng_state() -> Dict[str, Any]:
-    """Python, NumPy and torch (CPU and CUDA) RNG states as plain, weights_only-safe data."""
+def rng_state(device: torch.device) -> Dict[str, Any]:
+    """Python, NumPy and torch RNG states as plain, weights_only-safe data, with the CUDA state
+    of the training ``device`` alone: a run resumed where fewer GPUs are visible (another
+    ``CUDA_VISIBLE_DEVICES``) finds the one state it needs."""
     np_state = np.random.get_state()
     state = {
         "python": random.getstate(),
         "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: Dict[str, Any]) -> None:
+def set_rng_state(state: Dict[str, Any], device: torch.device) -> None:
+    """Restore what :func:`rng_state` saved; the CUDA state goes to the training ``device``.
+
+    Checkpoints written before kept a list of every visible GPU's state: the entry of the
+    device's index is taken when there is one."""
     version, internal, gauss_next = state["python"]
     random.setstate((version, tuple(internal), gauss_next))
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if device.type != "cuda" or cuda is None:
+        return
+    if isinstance(cuda, (list, tuple)):  # the older format: one state per visible GPU
+        index = device.index or 0
+        if index >= len(cuda):
+            logger.warning("the checkpoint holds no CUDA RNG state for %s; its generator starts afresh", device)
+            return
+        cuda = cuda[index]
+    torch.cuda.set_rng_state(cuda, device)
 
 
 def save_checkpoint(state: Dict[str, Any], output_dir: str, name: str, keep: int = 0) -> str:

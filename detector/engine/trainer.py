@@ -139,7 +139,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         if "rng" in state and self.world_size == 1:
-            set_rng_state(state["rng"])
+            set_rng_state(state["rng"], self.device)
         logger.info("resumed from %s at iteration %d", path, state["iteration"])
         return int(state["iteration"])
 
@@ -148,7 +148,7 @@ class Trainer:
             save_checkpoint({
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                "iteration": iteration, "config": to_dict(self.cfg), "rng": rng_state(),
+                "iteration": iteration, "config": to_dict(self.cfg), "rng": rng_state(self.device),
                 "class_names": self.train_set.class_names,  # what predict and the Python API label with
             }, self.output_dir, name, keep=self.cfg.train.keep_checkpoints)
         comm.barrier()
