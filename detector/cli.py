@@ -117,6 +117,7 @@ def cmd_make_synthetic(args) -> None:
 def cmd_ablate(args) -> None:
     from .ablation import LocalLauncher, SlurmLauncher, SlurmOptions, ablate, build_points, parse_seeds, with_seeds
     from .ablation.grid import parse_list
+    from .ablation.local import parse_devices
     from .modeling import check_names
 
     cfg = _load(args)  # the config and the shared overrides are valid before any point is looked at
@@ -125,7 +126,7 @@ def cmd_ablate(args) -> None:
     if args.collect:
         launcher = None
     elif args.launcher == "local":
-        launcher = LocalLauncher(args.jobs, [d for d in (args.devices or "").replace(",", " ").split() if d])
+        launcher = LocalLauncher(args.jobs, parse_devices((args.devices or "").replace(",", " ").split()))
     else:
         options = SlurmOptions(partition=args.partition, gpus_per_run=args.gpus_per_run, cpus_per_gpu=args.cpus_per_gpu,
                                time_min=args.time_min, signal_delay_s=args.signal_delay_s)
@@ -275,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the Slurm job path as local processes, to try a sweep before submitting it")
     p.add_argument("--jobs", type=_positive_int, default=1, metavar="N", help="local launcher: runs at a time")
     p.add_argument("--devices", metavar="LIST",
-                   help="local launcher: comma-separated devices, one per concurrent run (e.g. 0,1)")
+                   help="local launcher: GPU indices as this process sees them (0,1 or cuda:0,cuda:1) or cpu; "
+                        "each run takes a free one")
     p.add_argument("--partition", metavar="NAME", help="slurm: partition")
     p.add_argument("--gpus-per-run", type=_positive_int, default=1, metavar="N",
                    help="slurm: GPUs per run (>1: torchrun)")

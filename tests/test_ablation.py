@@ -2,6 +2,7 @@ import csv
 import json
 import math
 import os
+import time
 
 import pytest
 
@@ -343,3 +344,73 @@ def test_axis_and_reference_from_the_command_line_and_one_ablation_per_directory
     assert main(args + ["--collect"]) == 0
     assert (out / "varifocal" / "run.log").read_text() == log
     assert "| varifocal | 0 (pending: varifocal) |" in (out / "ablation.md").read_text()
+
+
+def test_devices_are_indices_mapped_through_the_parents_visible_gpus():
+    from detector.ablation.local import Device, parse_devices
+
+    assert parse_devices(["0", "cuda:1", "cpu"], visible="", count=2) == [
+        Device("0", "0"), Device("cuda:1", "1"), Device("cpu", None)]
+    # inside a Slurm allocation of GPUs 4 and 6: index 1 is physical GPU 6
+    assert parse_devices(["0", "1"], visible="4,6", count=2) == [Device("0", "4"), Device("1", "6")]
+    with pytest.raises(ValueError, match="'cuda' is not a device"):
+        parse_devices(["cuda"], visible="", count=2)  # would set CUDA_VISIBLE_DEVICES=cuda: no GPU at all
+    with pytest.raises(ValueError, match="GPU 2 does not exist: this process sees 2 GPU"):
+        parse_devices(["2"], visible="4,6", count=2)
+    with pytest.raises(ValueError, match="GPU 0 does not exist: this process sees no GPU"):
+        parse_devices(["0"], visible="", count=0)
+
+
+def test_each_run_takes_a_free_device_also_when_finished_runs_are_skipped(tmp_path, monkeypatch):
+    # A resumed sweep whose finished runs sit at even positions: with the device chosen from the
+    # run's index, every new run went to GPU 1 and two ran there at once.
+    import threading
+
+    from detector.ablation import local
+
+    lock, busy, used = threading.Lock(), set(), []
+
+    def fake_run_one(run, config, output_dir, overrides, device):
+        if os.path.exists(os.path.join(output_dir, run.name, "metrics.json")):
+            run.status, run.seconds, run.metrics = "skipped", 0.0, {"AP": 0.5}
+            return
+        with lock:
+            assert device.visible not in busy, f"two runs on GPU {device.visible} at once"
+            busy.add(device.visible)
+            used.append(device.visible)
+        time.sleep(0.2)
+        with lock:
+            busy.discard(device.visible)
+        run.status, run.seconds, run.metrics = "done", 0.2, {"AP": 0.5}
+
+    monkeypatch.setattr(local, "_run_one", fake_run_one)
+    monkeypatch.setattr(local.LocalLauncher, "_environment_warning", lambda self, runs, output_dir, to_start: "")
+    runs = [Run(classic_point(0.25, 2.0), seed=s) for s in range(8)]
+    for run in runs[0::2]:
+        os.makedirs(tmp_path / run.name)
+        (tmp_path / run.name / "metrics.json").write_text(json.dumps({"AP": 0.5}))
+    devices = local.parse_devices(["0", "1"], visible="", count=2)
+    local.LocalLauncher(2, devices).launch(runs, "unused.yaml", str(tmp_path), [])
+    assert all(run.status in ("done", "skipped") for run in runs)
+    assert sorted(set(used)) == ["0", "1"] and len(used) == 4  # both GPUs worked, one run each at a time
+
+
+def test_a_gpu_run_sees_its_gpu_alone_and_trains_on_cuda(tmp_path, monkeypatch):
+    from detector.ablation import local
+
+    started = {}
+
+    class Finished:
+        def wait(self):
+            return 1
+
+    def fake_start(cmd, run_dir, env):
+        started.update(cmd=cmd, visible=env.get("CUDA_VISIBLE_DEVICES"))
+        return Finished()
+
+    monkeypatch.setattr(local, "start_logged", fake_start)
+    run = Run(classic_point(0.25, 2.0), seed=0)
+    local._run_one(run, "unused.yaml", str(tmp_path), [], local.Device("1", "6"))
+    assert started["visible"] == "6" and started["cmd"][-1] == "train.device=cuda"
+    local._run_one(run, "unused.yaml", str(tmp_path), [], local.Device("cpu", None))
+    assert started["cmd"][-1] == "train.device=cpu"

@@ -1,10 +1,14 @@
 """The local launcher: every run a ``detector train`` subprocess here, ``jobs`` at a time,
-each pinned to a device when ``devices`` are given, its output in ``run.log``."""
+each on a free device of ``devices`` when they are given, its output in ``run.log``."""
 import os
+import queue
+import re
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import List, Optional, Sequence, Set
+from typing import List, NamedTuple, Optional, Sequence, Set
+
+import torch
 
 from ..comm import resolve_device
 from ..engine import environment
@@ -14,8 +18,44 @@ from .report import environment_change, run_environment
 from .runs import finished_before, held_elsewhere, is_finished, load_metrics, start_logged, train_command
 
 
+class Device(NamedTuple):
+    """Where one run trains: ``name`` as the user wrote it; ``visible``, the run's
+    ``CUDA_VISIBLE_DEVICES`` (one GPU, as the parent process's own list names it), or None for
+    the CPU."""
+
+    name: str
+    visible: Optional[str]
+
+
+def parse_devices(names: Sequence[str], visible: Optional[str] = None, count: Optional[int] = None) -> List[Device]:
+    """``--devices`` -> :class:`Device` s. A GPU is an index among the GPUs this process sees
+    (``0`` or ``cuda:0``), mapped through the parent's ``CUDA_VISIBLE_DEVICES`` (``visible``,
+    default: the environment's; a Slurm allocation sets it), so that the run sees that GPU
+    alone; ``cpu`` is the CPU. Anything else, or an index past the ``count`` GPUs seen here
+    (default: torch's count), is refused: ``cuda`` alone would hide every GPU from the run,
+    which would then train on the CPU without a word."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES") if visible is None else visible
+    count = torch.cuda.device_count() if count is None else count
+    parent = [entry.strip() for entry in visible.split(",")] if visible else None
+    devices = []
+    for name in names:
+        if name == "cpu":
+            devices.append(Device(name, None))
+            continue
+        match = re.fullmatch(r"(?:cuda:)?(\d+)", name)
+        if match is None:
+            raise UserError(f"--devices: '{name}' is not a device; give GPU indices (0,1 or cuda:0,cuda:1) or cpu")
+        index = int(match.group(1))
+        if index >= count:
+            seen = f"{count} GPU(s), 0 to {count - 1}" if count else "no GPU"
+            raise UserError(f"--devices: GPU {index} does not exist: this process sees {seen}"
+                            + (f" (CUDA_VISIBLE_DEVICES={visible})" if visible else ""))
+        devices.append(Device(name, parent[index] if parent else str(index)))
+    return devices
+
+
 class LocalLauncher:
-    def __init__(self, jobs: int = 1, devices: Sequence[str] = ()) -> None:
+    def __init__(self, jobs: int = 1, devices: Sequence[Device] = ()) -> None:
         self.jobs = max(jobs, 1)
         self.devices = list(devices)
 
@@ -28,10 +68,18 @@ class LocalLauncher:
         if warning:
             print(f"warning: {warning}", file=sys.stderr, flush=True)
 
-        def work(item):
-            index, run = item
-            device = self.devices[index % len(self.devices)] if self.devices else None
-            _run_one(run, config, output_dir, overrides, device)
+        # A free device for each run, from a pool: the ``jobs`` slots share the devices in turn,
+        # and a run gives its device back when it ends (at once when it had finished before).
+        free: "queue.Queue[Optional[Device]]" = queue.Queue()
+        for slot in range(self.jobs):
+            free.put(self.devices[slot % len(self.devices)] if self.devices else None)
+
+        def work(run):
+            device = free.get()
+            try:
+                _run_one(run, config, output_dir, overrides, device)
+            finally:
+                free.put(device)
             finished.append(run)
             timed = [r.seconds for r in finished if r.status in ("done", "failed")]
             left = len(to_start - {r.name for r in finished})  # runs finished before are skipped at once
@@ -43,7 +91,7 @@ class LocalLauncher:
                   f"ETA {eta / 60:.1f} min", flush=True)
 
         with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-            list(pool.map(work, enumerate(runs)))
+            list(pool.map(work, runs))
         print(f"{total} runs took {(time.perf_counter() - started) / 60:.1f} min", flush=True)
 
     def _environment_warning(self, runs: List[Run], output_dir: str, to_start: Set[str]) -> str:
@@ -53,15 +101,16 @@ class LocalLauncher:
         if not to_start:
             return ""
         finished = [os.path.join(output_dir, run.name) for run in runs if run.name not in to_start]
-        device = self.devices[0] if self.devices else runs[0].config.train.device
+        device = runs[0].config.train.device if not self.devices else "cpu" if self.devices[0].visible is None \
+            else "cuda"
         try:
-            here = environment.describe(resolve_device("cuda" if device.isdigit() else device))
+            here = environment.describe(resolve_device(device))
         except UserError:  # the runs will fail and say why
             return ""
         return environment_change([run_environment(d) for d in finished], here)
 
 
-def _run_one(run: Run, config: str, output_dir: str, overrides: Sequence[str], device: Optional[str]) -> None:
+def _run_one(run: Run, config: str, output_dir: str, overrides: Sequence[str], device: Optional[Device]) -> None:
     run_dir = os.path.join(output_dir, run.name)
     os.makedirs(run_dir, exist_ok=True)
     if finished_before(run, run_dir) or held_elsewhere(run, run_dir):
@@ -69,10 +118,9 @@ def _run_one(run: Run, config: str, output_dir: str, overrides: Sequence[str], d
     cmd = train_command(config, run_dir, [*overrides, *run.override_args()])
     env = dict(os.environ)
     if device is not None:
-        if device.startswith("cuda") or device.isdigit():
-            env["CUDA_VISIBLE_DEVICES"] = device.split(":")[-1]
-        else:
-            cmd.append(f"train.device={device}")
+        cmd.append(f"train.device={'cpu' if device.visible is None else 'cuda'}")
+        if device.visible is not None:
+            env["CUDA_VISIBLE_DEVICES"] = device.visible
     start = time.perf_counter()
     code = start_logged(cmd, run_dir, env).wait()
     run.seconds = time.perf_counter() - start
