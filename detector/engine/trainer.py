@@ -57,17 +57,30 @@ def prepare_output_dir(output_dir: str) -> None:
 
 
 def resolve_amp_dtype(name: str, device: torch.device) -> torch.dtype:
-    """``train.amp_dtype`` -> the autocast dtype: bfloat16 where the device has it (CPUs,
-    Ampere and newer GPUs), float16 (with a gradient scaler) on older GPUs."""
+    """``train.amp_dtype`` -> the autocast dtype: bfloat16 on CPUs and on GPUs with bfloat16
+    hardware (compute capability 8.0 and newer: Ampere, Hopper), float16 (with a gradient
+    scaler) on older GPUs such as the T4 (7.5).
+
+    Decided by the run's own device's capability: ``torch.cuda.is_bf16_supported()`` asks the
+    current device and counts emulation, so it says yes on a T4."""
     if name == "auto":
-        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        if device.type == "cuda" and not has_bfloat16_hardware(device):
             return torch.float16
         return torch.bfloat16
     if name not in ("bfloat16", "float16"):
         raise UserError(f"train.amp_dtype must be auto, bfloat16 or float16, got '{name}'")
     if name == "float16" and device.type != "cuda":
         raise UserError("train.amp_dtype=float16 needs CUDA; on the CPU use bfloat16 (or auto)")
+    if name == "bfloat16" and device.type == "cuda" and not has_bfloat16_hardware(device):
+        logger.warning("train.amp_dtype=bfloat16 on %s (compute capability %d.%d), which has no bfloat16 "
+                       "hardware: it is emulated, slowly; train.amp_dtype=auto picks float16 with a scaler",
+                       torch.cuda.get_device_name(device), *torch.cuda.get_device_capability(device))
     return getattr(torch, name)
+
+
+def has_bfloat16_hardware(device: torch.device) -> bool:
+    """Whether the GPU ``device`` computes in bfloat16 natively (compute capability >= 8.0)."""
+    return torch.cuda.get_device_capability(device) >= (8, 0)
 
 
 def compile_dense_layers(model) -> None:
@@ -137,7 +150,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        if state.get("scaler"):  # empty from a run without float16 (bfloat16, float32): the scale starts afresh
+            self.scaler.load_state_dict(state["scaler"])
         if "rng" in state and self.world_size == 1:
             set_rng_state(state["rng"], self.device)
         logger.info("resumed from %s at iteration %d", path, state["iteration"])

@@ -94,3 +94,35 @@ def test_compile_trains(tiny_config, tmp_path, monkeypatch):
         losses = _run(tiny_config, tmp_path, "train.compile=true")
     assert len(captured) == 3  # backbone, FPN and head
     assert all(torch.isfinite(torch.tensor(losses)))
+
+
+def test_auto_amp_dtype_follows_the_run_devices_compute_capability(monkeypatch):
+    # A T4 (7.5) has no bfloat16 hardware; torch.cuda.is_bf16_supported() counts emulation and
+    # says yes there, and it asks the current device, not the run's.
+    capability = {0: (9, 0), 1: (7, 5)}
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_capability",
+                        lambda device=None: capability[torch.device(device).index or 0])
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "fake GPU")
+    assert resolve_amp_dtype("auto", torch.device("cuda", 0)) == torch.bfloat16  # an H100
+    assert resolve_amp_dtype("auto", torch.device("cuda", 1)) == torch.float16  # the T4, not the current H100
+    assert resolve_amp_dtype("bfloat16", torch.device("cuda", 1)) == torch.bfloat16  # asked for: warned, kept
+
+
+def test_resuming_with_float16_after_a_run_without_a_scaler(tiny_config, tmp_path, monkeypatch):
+    # A float32 (or bfloat16) run saves an empty scaler state; resuming it with float16 and a
+    # scaler failed with "The source state dict is empty".
+    from detector.engine import trainer as trainer_module
+
+    out = str(tmp_path / "run")
+    cfg = load_config(tiny_config, [f"output_dir={out}", "train.max_iter=2", "data.val.ann_file=",
+                                    "data.train.transforms=[]"])
+    train(cfg, progress=False)
+    # float16 needs CUDA; here the CPU's GradScaler stands in for it
+    monkeypatch.setattr(trainer_module, "resolve_amp_dtype", lambda name, device: torch.float16)
+    resumed = trainer_module.Trainer(load_config(tiny_config, [f"output_dir={out}", "train.max_iter=4",
+                                                               "data.val.ann_file=", "train.amp=true"]),
+                                     resume=True, progress=False)
+    assert resumed.start_iter == 2 and resumed.scaler.is_enabled()
+    assert resumed.scaler.get_scale() == 2.0 ** 16  # a fresh scale: the run had none
