@@ -46,20 +46,24 @@ class GHMCLoss(nn.Module):
         valid = valid.expand_as(x).bool()
         g = (torch.sigmoid(x.detach()) - targets).abs()
         bin_index = torch.bucketize(g.double(), self.edges, right=True)  # [N, R, K] in 0..bins-1
-        # counted with a fixed-size scatter: a masked index or bincount would wait for the GPU
-        counts = x.new_zeros(self.bins).scatter_add_(0, bin_index.flatten(), valid.flatten().to(x.dtype))
-        total = valid.sum().to(x.dtype).clamp(min=1.0)
+        bin_index = torch.where(valid, bin_index, self.bins)  # ignored elements: an extra bin, weight 0
+        # Counted in integers: a float32 count stops at 2^24 (16,777,216; two COCO images at 800 x
+        # 1333 with 80 classes hold 32 million elements). A fixed-size scatter, because a masked
+        # index or bincount would wait for the GPU.
+        ones = torch.ones(1, dtype=torch.int64, device=x.device).expand(bin_index.numel())
+        counts = torch.zeros(self.bins + 1, dtype=torch.int64, device=x.device).scatter_add_(
+            0, bin_index.flatten(), ones)[:self.bins]
+        total = counts.sum().clamp(min=1).double()
         if self.momentum > 0:
-            updated = self.momentum * self.accumulated + (1 - self.momentum) * counts
-            self.accumulated = torch.where(counts > 0, updated, self.accumulated)
-            density = self.accumulated
+            updated = self.momentum * self.accumulated.double() + (1 - self.momentum) * counts
+            self.accumulated = torch.where(counts > 0, updated, self.accumulated.double()).to(self.accumulated.dtype)
+            density = self.accumulated.double()
         else:
-            density = counts
-        non_empty = (counts > 0).sum().to(x.dtype).clamp(min=1.0)
-        weights = torch.where(counts > 0, total / density.clamp(min=1e-12), 0.0) / non_empty  # per bin
-        weight = weights[bin_index] * valid
-        return (F.binary_cross_entropy_with_logits(x, targets, reduction="none") * weight).sum() / total
-
+            density = counts.double()
+        non_empty = (counts > 0).sum().clamp(min=1)
+        weights = torch.where(counts > 0, total / density.clamp(min=1e-12), 0.0) / non_empty  # per bin, float64
+        weight = torch.cat([weights, weights.new_zeros(1)]).to(x.dtype)[bin_index]
+        return (F.binary_cross_entropy_with_logits(x, targets, reduction="none") * weight).sum() / total.to(x.dtype)
 
 @REGISTRY.register("cls_loss", "ghm_c")
 def _build(cfg) -> GHMCLoss:

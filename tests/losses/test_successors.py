@@ -159,6 +159,18 @@ def test_ghm_c_momentum_accumulates_the_bin_counts_and_is_saved():
     assert "accumulated" in loss.state_dict()
 
 
+def test_ghm_c_counts_past_two_to_the_24_exactly():
+    # 2^24 + 2^22 easy negatives in bin 0 and 1,000 elements in bin 5. With exact counts each bin
+    # weighs N / (2 n_b), so the loss is the mean of the two bins' BCE whatever the counts; a
+    # float32 count stops at 2^24 and weighs bin 0 by 0.625 instead of 0.5.
+    easy, hard = 2 ** 24 + 2 ** 22, 1000
+    x = torch.cat([torch.full((easy,), -5.0), torch.zeros(hard)]).view(1, -1, 1)
+    labels = torch.ones(1, easy + hard, dtype=torch.int64)  # K = 1: every anchor background
+    bce_easy, bce_hard = math.log1p(math.exp(-5.0)), math.log(2.0)
+    loss = GHMCLoss(bins=10, momentum=0.0)(x, labels)
+    assert loss.item() == pytest.approx((bce_easy + bce_hard) / 2, rel=1e-5)
+
+
 def test_every_successor_is_finite_for_saturated_logits_and_empty_images():
     logits, labels, quality = _inputs()
     logits = logits * 100  # |x| up to thousands
