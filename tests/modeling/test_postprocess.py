@@ -8,7 +8,7 @@ from torchvision.ops import batched_nms
 
 from detector.modeling import postprocess as postprocess_module
 from detector.modeling.box_coder import BoxCoder
-from detector.modeling.postprocess import _batched_nms, postprocess_detections
+from detector.modeling.postprocess import _batched_nms, _nms_with_offsets, postprocess_detections
 
 LEVEL_SIZES = [120, 60, 20]
 NUM_CLASSES = 5
@@ -68,6 +68,40 @@ def test_matches_per_image_per_level_reference(prefilter, monkeypatch):
         torch.testing.assert_close(g["boxes"], e["boxes"])
         assert torch.equal(g["labels"], e["labels"])
         assert len(g["boxes"]) <= MAX_DET
+
+
+def test_the_gpu_path_of_nms_matches_the_reference_too(monkeypatch):
+    # On a GPU the batch's NMS is one call with the groups shifted apart; run here on the CPU
+    # in place of the per-group path, it must give the reference's detections.
+    monkeypatch.setattr(postprocess_module, "_nms_per_group", _nms_with_offsets)
+    logits, deltas, anchors = _inputs(seed=1)
+    sizes = [(90, 100), (70, 60), (100, 100)]
+    for g, e in zip(_run(logits, deltas, anchors, sizes, MIN_LOGIT), _reference(logits, deltas, anchors, sizes)):
+        assert len(e["boxes"]) > 5
+        torch.testing.assert_close(g["scores"], e["scores"])
+        torch.testing.assert_close(g["boxes"], e["boxes"])
+        assert torch.equal(g["labels"], e["labels"])
+
+
+def test_one_nms_call_for_an_evaluation_batchs_worth_of_boxes(monkeypatch):
+    # 8 images x 80 classes, 40,000 candidate boxes (160,000 numbers): past torchvision's limit for
+    # its one-call path on a GPU (100,000), where it loops over the groups with a host sync each.
+    import torchvision
+
+    calls = []
+    original = torchvision.ops.nms
+    monkeypatch.setattr(postprocess_module, "nms", lambda *a: calls.append(1) or original(*a))
+    g = torch.Generator().manual_seed(2)
+    xy = torch.rand(40_000, 2, generator=g) * 1300
+    boxes = torch.cat([xy, xy + 8 + torch.rand(40_000, 2, generator=g) * 120], 1)
+    scores = torch.rand(40_000, generator=g)
+    groups = torch.randint(0, 8 * 80, (40_000,), generator=g)
+    kept = _nms_with_offsets(boxes, scores, groups, 0.5)
+    assert len(calls) == 1
+    expected = batched_nms(boxes, scores, groups, 0.5)  # torchvision, one NMS per class on the CPU
+    assert 5_000 < len(expected) < 40_000  # NMS suppressed some, kept many
+    assert torch.equal(kept.sort().values, expected.sort().values)
+    assert torch.all(scores[kept][1:] <= scores[kept][:-1])  # by decreasing score
 
 
 def test_no_candidates_gives_empty_detections():
