@@ -87,9 +87,10 @@ class Detector:
     def __call__(self, images: Union[ImageLike, Sequence[ImageLike]]):
         single = not isinstance(images, (list, tuple))
         arrays = [to_array(im, self.max_image_pixels) for im in ([images] if single else images)]
-        # torch.as_tensor copies a read-only array (an image decoded by PIL) instead of warning
+        # torch.as_tensor copies a read-only array (an image decoded by PIL) instead of warning;
+        # uint8 crosses to the device, where the model converts it
         tensors = [torch.as_tensor(np.array(a, copy=not a.flags.writeable)).permute(2, 0, 1).to(self.device)
-                   .float().div(255) for a in arrays]
+                   for a in arrays]
         results = [self._result({k: v.cpu().numpy() for k, v in det.items()}) for det in self.model(tensors)]
         return results[0] if single else results
 

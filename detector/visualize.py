@@ -64,7 +64,7 @@ def _training_view(cfg: Config, count: int) -> List[Tuple[str, np.ndarray, List[
     pictures = []
     for index in range(min(count, len(dataset))):
         image, target = dataset[(index, index)]
-        array = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        array = np.ascontiguousarray(image.permute(1, 2, 0).numpy())
         boxes = target["boxes"].numpy()
         if resize_in_training(cfg):
             from PIL import Image

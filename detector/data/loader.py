@@ -183,15 +183,19 @@ def build_dataset(cfg, split: str, training: bool) -> CocoDetection:
 
 
 def build_train_loader(cfg, dataset: CocoDetection, batch_size: int, start_iter: int = 0,
-                       rank: int = 0, world_size: int = 1) -> DataLoader:
+                       rank: int = 0, world_size: int = 1, pin_memory: bool = False) -> DataLoader:
+    """The training stream. ``pin_memory`` (for a GPU run): batches land in page-locked memory,
+    so that ``.to(device, non_blocking=True)`` returns at once and the host runs ahead of the GPU
+    (from pageable memory the copy waits for the GPU's queue)."""
     sampler = TrainingBatchSampler(dataset, batch_size, cfg.train.seed, cfg.data.aspect_ratio_grouping,
                                    start_iter, rank, world_size)
     generator = torch.Generator().manual_seed(cfg.train.seed + rank)
     return DetectionLoader(dataset, batch_sampler=sampler, num_workers=cfg.data.num_workers, generator=generator,
-                           persistent_workers=cfg.data.num_workers > 0)
+                           persistent_workers=cfg.data.num_workers > 0, pin_memory=pin_memory)
 
 
-def build_eval_loader(cfg, dataset: CocoDetection, indices: Optional[List[int]] = None) -> DataLoader:
+def build_eval_loader(cfg, dataset: CocoDetection, indices: Optional[List[int]] = None,
+                      pin_memory: bool = False) -> DataLoader:
     subset = dataset if indices is None else torch.utils.data.Subset(dataset, indices)
     return DetectionLoader(subset, batch_size=cfg.eval.ims_per_batch, shuffle=False,
-                           num_workers=cfg.data.num_workers)
+                           num_workers=cfg.data.num_workers, pin_memory=pin_memory)

@@ -45,7 +45,7 @@ def evaluate(model, cfg, dataset: CocoDetection, output_dir: Optional[str], devi
     """
     rank, world_size = comm.get_rank(), comm.get_world_size()
     indices = list(range(rank, len(dataset), world_size))
-    loader = build_eval_loader(cfg, dataset, indices if world_size > 1 else None)
+    loader = build_eval_loader(cfg, dataset, indices if world_size > 1 else None, pin_memory=device.type == "cuda")
     detections, image_ids = run_inference(model, loader, device, "evaluating", progress)
     results = detections_to_coco_results(detections, image_ids, dataset.label_to_category_id)
     results = [r for part in comm.all_gather_objects(results) for r in part]

@@ -54,7 +54,8 @@ class Preprocessor(nn.Module):
     ) -> Tuple[Tensor, List[Tuple[Size, Size]], Optional[List[Dict[str, Tensor]]]]:
         """
         Args:
-            images: list of ``[3, H_i, W_i]`` float tensors with values in 0..1.
+            images: list of ``[3, H_i, W_i]`` float tensors with values in 0..1, or uint8 tensors
+                (0..255, what the data loaders give: they cross to the GPU at a quarter of the bytes).
             targets: optional list of dicts with ``boxes`` ``[G_i, 4]`` xyxy in input pixels.
         Returns:
             the padded batch ``[N, 3, H, W]``, each image's size after resizing, and the
@@ -62,11 +63,13 @@ class Preprocessor(nn.Module):
         """
         resized, sizes, scaled_targets = [], [], [] if targets is not None else None
         for i, image in enumerate(images):
-            if not torch.jit.is_tracing() and (image.dim() != 3 or image.shape[0] != 3
-                                               or not image.is_floating_point()):
-                raise ValueError(f"image {i}: expected a float [3, H, W] tensor with values in 0..1, "
-                                 f"got {tuple(image.shape)} {image.dtype}")
+            if not torch.jit.is_tracing() and (image.dim() != 3 or image.shape[0] != 3 or not (
+                    image.is_floating_point() or image.dtype == torch.uint8)):
+                raise ValueError(f"image {i}: expected a float [3, H, W] tensor with values in 0..1 (or uint8 "
+                                 f"0..255), got {tuple(image.shape)} {image.dtype}")
             h, w = image.shape[-2:]
+            if image.dtype == torch.uint8:  # the loaders' images: converted here, on the model's device
+                image = image.float().div_(255)
             image = (image - self.pixel_mean) / self.pixel_std
             if self.resize_in_training or not self.training:
                 size = resized_size(h, w, self.min_size, self.max_size)

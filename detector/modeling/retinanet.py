@@ -18,7 +18,7 @@ from .preprocess import Preprocessor, rescale_boxes
 class RetinaNet(nn.Module):
     """``model(images, targets=None)`` like torchvision's detection models.
 
-    ``images`` is a list of ``[3, H_i, W_i]`` float tensors in 0..1. In training mode
+    ``images`` is a list of ``[3, H_i, W_i]`` float tensors in 0..1 (or uint8 in 0..255). In training mode
     ``targets`` is a list of ``{"boxes": [G_i, 4] xyxy in input pixels, "labels": [G_i]
     int64 in 0..K-1}`` and the result is ``{"loss_cls", "loss_box"}``; in eval mode the
     result is a list of ``{"boxes", "scores", "labels"}`` with boxes in input pixels.

@@ -68,3 +68,16 @@ def test_a_batch_size_below_one_is_refused_not_looped_on(tiny_dataset, batch_siz
     dataset = CocoDetection(f"{tiny_dataset}/annotations/instances_train.json", f"{tiny_dataset}/train")
     with pytest.raises(ValueError, match="batch_size >= 1"):
         TrainingBatchSampler(dataset, batch_size)
+
+
+def test_gpu_loaders_pin_their_batches(tiny_config):
+    # Pinned batches let .to(device, non_blocking=True) return at once; from pageable memory the
+    # copy waits for the GPU, and data_time would time the GPU's queue, not the loader.
+    from detector.config import load_config
+    from detector.data import build_dataset, build_eval_loader, build_train_loader
+
+    cfg = load_config(tiny_config)
+    dataset = build_dataset(cfg, "train", training=True)
+    assert build_train_loader(cfg, dataset, 2, pin_memory=True).pin_memory
+    assert not build_train_loader(cfg, dataset, 2).pin_memory
+    assert build_eval_loader(cfg, dataset, pin_memory=True).pin_memory

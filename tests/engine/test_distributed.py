@@ -34,7 +34,7 @@ def _batch(tiny_dataset):
     ds = CocoDetection(f"{tiny_dataset}/annotations/instances_train.json", f"{tiny_dataset}/train")
     items = [ds[i] for i in range(2)]
     assert all(len(t["boxes"]) for _, t in items)
-    return [im.double() for im, _ in items], [{"boxes": t["boxes"], "labels": t["labels"]} for _, t in items]
+    return [im.double() / 255 for im, _ in items], [{"boxes": t["boxes"], "labels": t["labels"]} for _, t in items]
 
 
 def _step(model, images, targets):

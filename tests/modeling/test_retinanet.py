@@ -70,7 +70,7 @@ def test_training_needs_targets(model):
 def test_bad_image_is_named(model):
     model.eval()
     with pytest.raises(ValueError, match="image 1"):
-        model([torch.rand(3, 64, 64), torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)])
+        model([torch.rand(3, 64, 64), torch.randint(0, 255, (3, 64, 64), dtype=torch.int32)])
 
 
 @pytest.mark.parametrize("extra", [
@@ -138,3 +138,20 @@ def test_training_step_reads_nothing_back_from_the_device(extra):
         losses = model(images, _targets())
         sum(losses.values()).backward()
     assert recorder.reads == []
+
+
+def test_uint8_images_give_what_the_same_images_in_0_to_1_give(tiny_config):
+    # The loaders send uint8 (a quarter of float32's bytes) and the model converts on its device.
+    from detector.config import load_config
+    from detector.modeling import build_model
+
+    torch.manual_seed(0)
+    model = build_model(load_config(tiny_config, ["model.inference.score_thresh=0.0"])).eval()
+    g = torch.Generator().manual_seed(3)
+    images = [torch.randint(0, 256, (3, 64, 48), dtype=torch.uint8, generator=g)]
+    as_uint8, as_float = model(images)[0], model([im.float() / 255 for im in images])[0]
+    assert len(as_float["boxes"]) > 0
+    for key in as_float:
+        torch.testing.assert_close(as_uint8[key], as_float[key])
+    with pytest.raises(ValueError, match="or uint8"):
+        model([images[0].to(torch.int32)])
