@@ -6,6 +6,7 @@ may use these helpers (training, evaluation, analysis, the CLI, the benchmarks).
 """
 import os
 import random
+from datetime import timedelta
 from typing import Any, List
 
 import numpy as np
@@ -58,16 +59,17 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def init_distributed(device: torch.device) -> torch.device:
+def init_distributed(device: torch.device, timeout_min: int = 60) -> torch.device:
     """Join the process group when launched by torchrun; returns this process's device
-    (``cuda:LOCAL_RANK`` for CUDA runs)."""
+    (``cuda:LOCAL_RANK`` for CUDA runs). A collective that waits ``timeout_min`` minutes for
+    another process fails the run."""
     if not launched_by_torchrun() or is_distributed():
         return device
     if device.type == "cuda":
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local_rank)
         device = torch.device("cuda", local_rank)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(minutes=timeout_min))
     return device
 
 

@@ -274,6 +274,10 @@ class TrainConfig:
     checkpoint_period: int = param(5000, **AT_LEAST_ONE)
     keep_checkpoints: int = param(0, **NOT_NEGATIVE)  # keep only the newest K periodic checkpoints; 0 keeps all
     sync_bn: bool = False  # SyncBatchNorm across DDP processes (CUDA only), for backbone.norm bn
+    # DDP: how long a process waits for the others at a collective before the run fails. Rank 0
+    # alone computes the anchor statistics at the start and COCOeval at each evaluation, while
+    # the others wait in the next step's all-reduce (NCCL's default gives up after 10 minutes).
+    dist_timeout_min: int = param(60, **AT_LEAST_ONE)
     eval_period: int = param(0, **NOT_NEGATIVE)  # 0: evaluate only at the end
     seed: int = param(0, ge=0, lt=2 ** 32)  # NumPy takes seeds in [0, 2^32)
 

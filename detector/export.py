@@ -9,6 +9,7 @@ anchors, score threshold, top-k per level, decoding, class-aware NMS and the res
 input's pixels: the eager model's own inference code, traced (its few tracing branches are
 in ``modeling/preprocess.py`` and ``postprocess.py``), as torchvision's detection models do.
 """
+import copy
 import json
 import os
 import warnings
@@ -55,7 +56,8 @@ def export_onnx(model: RetinaNet, output: str, opset: int = DEFAULT_OPSET,
                 class_names: Optional[Sequence[str]] = None) -> str:
     """Write ``model`` as one ONNX graph to ``output``, with ``class_names`` in its metadata
     (what ``predict`` and :class:`~detector.inference.OnnxDetector` label detections with);
-    returns the path."""
+    returns the path. The graph is traced on the CPU; a model on another device is copied
+    there, and the caller's model stays where it is."""
     if opset < MIN_OPSET:
         raise ExportError(f"--opset {opset} is not supported: the graph needs opset {MIN_OPSET} or newer "
                           "(Resize with computed sizes, NonMaxSuppression)")
@@ -67,8 +69,10 @@ def export_onnx(model: RetinaNet, output: str, opset: int = DEFAULT_OPSET,
     if not os.path.isdir(directory) or not os.access(directory, os.W_OK):
         raise OSError(f"cannot write {output}: {directory} is not a writable directory")
     onnx = require("onnx", "export", "detector export")
+    if any(t.device.type != "cpu" for t in [*model.parameters(), *model.buffers()]):
+        model = copy.deepcopy(model).cpu()
     was_training = model.training
-    wrapper = ExportableRetinaNet(model).cpu().eval()
+    wrapper = ExportableRetinaNet(model).eval()
     example = torch.zeros(96, 128, 3, dtype=torch.uint8)
     try:
         with warnings.catch_warnings():

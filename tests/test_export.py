@@ -131,3 +131,21 @@ def test_predict_refuses_an_onnx_file_of_another_kind(tiny_config, tiny_dataset,
     code = main(["predict", tiny_config, "--weights", str(path), f"{tiny_dataset}/val", "--output-dir",
                  str(tmp_path / "p")])
     assert code == 2 and "was not written by 'detector export'" in capsys.readouterr().err
+
+
+def test_export_leaves_the_callers_model_where_it_is(tiny_config, tmp_path, monkeypatch):
+    # A CUDA model handed to export_onnx was moved to the CPU in place (.cpu() on a wrapper of
+    # it): the caller's next forward on CUDA inputs failed. Export traces a CPU copy instead.
+    model = _model(tiny_config)
+    originals = {name: getattr(torch.nn.Module, name) for name in ("cpu", "to", "cuda")}
+
+    def guard(name):
+        def moved(self, *args, **kwargs):
+            assert not any(m is model for m in self.modules()), f"export called .{name}() on the caller's model"
+            return originals[name](self, *args, **kwargs)
+        return moved
+
+    for name in originals:
+        monkeypatch.setattr(torch.nn.Module, name, guard(name))
+    export_onnx(model, str(tmp_path / "m.onnx"))
+    assert model.training == _model(tiny_config).training  # and its mode is restored

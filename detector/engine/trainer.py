@@ -5,6 +5,7 @@ of the losses and val AP, and an evaluation at the end.
 :meth:`Trainer.step` is one optimisation step, :meth:`Trainer._loop` the loop around it;
 what a run records besides (config, environment, anchor statistics) is :meth:`Trainer._record_start`.
 """
+import inspect
 import json
 import logging
 import os
@@ -91,13 +92,25 @@ def compile_dense_layers(model) -> None:
         module.compile()
 
 
+def wrap_ddp(model: torch.nn.Module, device: torch.device) -> DistributedDataParallel:
+    """``model`` in DDP. Buffers are not broadcast from rank 0 before every forward: frozen
+    BatchNorm's never change, SyncBatchNorm keeps its statistics equal on every rank, and the
+    foreground normaliser is averaged over the ranks already (detectron2 makes the same
+    choice). Gradients are views into the all-reduce buckets: no copy, less memory."""
+    # torch 2.14 calls broadcast_buffers forward_sync_buffers (and warns at the old name)
+    renamed = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+    no_sync = {"forward_sync_buffers" if renamed else "broadcast_buffers": False}
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                   gradient_as_bucket_view=True, **no_sync)
+
+
 class Trainer:
     """Holds what one training run needs; :meth:`run` is the loop."""
 
     def __init__(self, cfg, resume: bool = False, progress: bool = True) -> None:
         self.cfg = cfg
         self.output_dir = cfg.output_dir
-        self.device = comm.init_distributed(comm.resolve_device(cfg.train.device))
+        self.device = comm.init_distributed(comm.resolve_device(cfg.train.device), cfg.train.dist_timeout_min)
         self.rank, self.world_size = comm.get_rank(), comm.get_world_size()
         self.main = self.rank == 0
         self.progress = progress and self.main
@@ -128,9 +141,7 @@ class Trainer:
         self.start_iter = self._resume() if resume else 0
         if self.start_iter == 0 and cfg.model.weights:  # fine-tuning; a resumed run has its own weights
             logger.info("%s", load_pretrained(self.model, cfg.model.weights).describe())
-        self.ddp_model = (DistributedDataParallel(self.model, device_ids=[self.device.index]
-                                                  if self.device.type == "cuda" else None)
-                          if self.world_size > 1 else self.model)
+        self.ddp_model = wrap_ddp(self.model, self.device) if self.world_size > 1 else self.model
 
     def _resume(self) -> int:
         path = last_checkpoint(self.output_dir)
@@ -296,18 +307,19 @@ def train(cfg, resume: bool = False, progress: bool = True) -> Dict[str, Any]:
     The directory is locked for the run (under torchrun by rank 0): a second run started on
     it stops with :class:`~detector.engine.lock.DirectoryInUse` before it writes anything."""
     prepare_output_dir(cfg.output_dir)
-    with DirectoryLock(cfg.output_dir, "training run") if comm.launch_rank() == 0 else nullcontext():
-        log_file = logging.FileHandler(os.path.join(cfg.output_dir, "log.txt"))
-        log_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    main = comm.launch_rank() == 0
+    with DirectoryLock(cfg.output_dir, "training run") if main else nullcontext():
         package_logger = logging.getLogger("detector")
-        package_logger.addHandler(log_file)
+        log_file = logging.FileHandler(os.path.join(cfg.output_dir, "log.txt")) if main else None
+        if log_file is not None:
+            log_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            package_logger.addHandler(log_file)
+        else:  # rank-0 logging only, from the first line on: the other ranks say only what goes wrong
+            package_logger.setLevel(logging.WARNING)
         try:
-            trainer = Trainer(cfg, resume=resume, progress=progress)
-            if not trainer.main:  # rank-0 logging only
-                package_logger.removeHandler(log_file)
-                package_logger.setLevel(logging.WARNING)
-            return trainer.run()
+            return Trainer(cfg, resume=resume, progress=progress).run()
         finally:
-            package_logger.removeHandler(log_file)
-            log_file.close()
+            if log_file is not None:
+                package_logger.removeHandler(log_file)
+                log_file.close()
             comm.shutdown()

@@ -101,6 +101,8 @@ def test_torchrun_trains_and_evaluates(tiny_config, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ("model_final.pth", "metrics.json", "metrics.jsonl", "detections.json"):
         assert os.path.exists(os.path.join(out, name)), name
+    log = open(os.path.join(out, "log.txt")).read()
+    assert log.count("environment:") == 1 and log.count("train images are") == 1  # rank 0 alone writes it
 
 
 @pytest.mark.slow
