@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test demo bench lint clean
+.PHONY: venv test test-gpu demo bench lint clean
 
 SHAPES := data/shapes/annotations/instances_val.json
 
@@ -17,6 +17,10 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 
 test: venv
 	$(PY) -m pytest -q -n auto
+
+# The GPU suite (tests/gpu): skipped where CUDA is absent; benchmarks/gpu.sh runs it first.
+test-gpu: venv
+	$(PY) -m pytest -q -rs tests/gpu
 
 # The main job on the built-in synthetic data: generate it once, train on the CPU, evaluate.
 demo: venv $(SHAPES)

@@ -30,15 +30,16 @@ OURS_OVERRIDES = ["model.channels_last=true"]
 NUM_CLASSES = 91
 
 
-def build_pair(min_size: int, max_size: int, overrides: Sequence[str] = (), seed: int = 0):
+def build_pair(min_size: int, max_size: int, overrides: Sequence[str] = (), seed: int = 0,
+               num_classes: int = NUM_CLASSES):
     """(torchvision RetinaNet R50-FPN, ours) with identical weights, both in train mode."""
     torch.manual_seed(seed)
     resnet = torchvision.models.resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
     backbone = _resnet_fpn_extractor(resnet, 3, returned_layers=[2, 3, 4],
                                      extra_blocks=LastLevelP6P7(256, 256))
-    tv = TorchvisionRetinaNet(backbone, NUM_CLASSES, min_size=min_size, max_size=max_size)
+    tv = TorchvisionRetinaNet(backbone, num_classes, min_size=min_size, max_size=max_size)
     cfg = load_config(TORCHVISION_PRESET, [f"input.min_size={min_size}", f"input.max_size={max_size}",
-                                           *overrides])
+                                           f"model.num_classes={num_classes}", *overrides])
     ours = build_model(cfg)
     ours.load_state_dict(convert_torchvision_retinanet(tv.state_dict()))
     return tv, ours

@@ -82,3 +82,17 @@ def test_lockstep_copies_with_the_same_thread_count_stay_identical(tiny_config, 
     assert rows[0]["first_step_gradients_that_differ"] == {}
     assert rows[-1]["loss_a"] != rows[0]["loss_a"]  # the copies did train
     assert (tmp_path / "divergence.png").stat().st_size > 0
+
+
+def test_the_gpu_benchmark_runs_its_trainer_and_reference_rows_on_the_cpu(tmp_path):
+    # The script runs for real only where a GPU is lent, for minutes at a time: here it must at
+    # least run end to end, so that a lease is not spent on a broken script.
+    from benchmarks import gpu
+
+    out = tmp_path / "gpu.json"
+    assert gpu.main(["--device", "cpu", "--size", "64", "--batch", "2", "--infer-batch", "1", "--steps", "1",
+                     "--workers", "0", "--dtype", "float32", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["trainer"]) == {"trainer (defaults)", "trainer (cudnn.benchmark, channels_last)",
+                                      "torchvision reference loop"}
+    assert all(r["train_images_per_s"] > 0 for r in result["trainer"].values())

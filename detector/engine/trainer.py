@@ -229,7 +229,7 @@ class Trainer:
         with stop_on_signals() as stop, batches(loader) as data, bar:
             while iteration < max_iter:
                 started = time.perf_counter()
-                images, targets = self._next_batch(data, iteration)
+                images, targets = self.next_batch(data, iteration)
                 data_seconds = time.perf_counter() - started
                 window.add(self.step(images, targets), data_seconds)
                 iteration += 1
@@ -268,7 +268,7 @@ class Trainer:
         self.scheduler.step()
         return losses
 
-    def _next_batch(self, data, iteration: int):
+    def next_batch(self, data, iteration: int):
         """The next batch, on the device: uint8 images (the model converts them there) copied from
         pinned memory without waiting for the GPU, so that ``data_time`` measures the loader. A data
         error (a damaged image) first saves what was learned, so that the run resumes once the

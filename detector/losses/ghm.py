@@ -65,6 +65,7 @@ class GHMCLoss(nn.Module):
         weight = torch.cat([weights, weights.new_zeros(1)]).to(x.dtype)[bin_index]
         return (F.binary_cross_entropy_with_logits(x, targets, reduction="none") * weight).sum() / total.to(x.dtype)
 
+
 @REGISTRY.register("cls_loss", "ghm_c")
 def _build(cfg) -> GHMCLoss:
     return GHMCLoss(cfg.bins, cfg.momentum)
