@@ -124,7 +124,7 @@ def class_names_from_annotations(ann_file: str, category_ids_as_labels: bool = F
 
 
 class CocoDetection(torch.utils.data.Dataset):
-    """Item ``i`` is ``(image [3, H, W] float in 0..1, target)`` with target
+    """Item ``i`` is ``(image [3, H, W] uint8, target)`` with target
     ``{"boxes": [G, 4] xyxy px, "labels": [G] int64 0..K-1, "image_id": int}``.
 
     Category ids map to contiguous labels in the order of their ids (or, with
