@@ -274,7 +274,7 @@ def test_eta_counts_only_the_runs_left_to_start(tmp_path, monkeypatch, capsys):
     # resuming a table: runs finished before are skipped at once and must not count as time left
     from detector.ablation import local
 
-    def fake_run_one(run, config, output_dir, overrides, device):
+    def fake_run_one(run, config, output_dir, overrides, device, stop):
         if os.path.exists(os.path.join(output_dir, run.name, "metrics.json")):
             run.status, run.seconds, run.metrics = "skipped", 0.0, {"AP": 0.5}
         else:
@@ -370,7 +370,7 @@ def test_each_run_takes_a_free_device_also_when_finished_runs_are_skipped(tmp_pa
 
     lock, busy, used = threading.Lock(), set(), []
 
-    def fake_run_one(run, config, output_dir, overrides, device):
+    def fake_run_one(run, config, output_dir, overrides, device, stop):
         if os.path.exists(os.path.join(output_dir, run.name, "metrics.json")):
             run.status, run.seconds, run.metrics = "skipped", 0.0, {"AP": 0.5}
             return
@@ -401,7 +401,7 @@ def test_a_gpu_run_sees_its_gpu_alone_and_trains_on_cuda(tmp_path, monkeypatch):
     started = {}
 
     class Finished:
-        def wait(self):
+        def wait(self, timeout=None):
             return 1
 
     def fake_start(cmd, run_dir, env):
@@ -410,7 +410,48 @@ def test_a_gpu_run_sees_its_gpu_alone_and_trains_on_cuda(tmp_path, monkeypatch):
 
     monkeypatch.setattr(local, "start_logged", fake_start)
     run = Run(classic_point(0.25, 2.0), seed=0)
-    local._run_one(run, "unused.yaml", str(tmp_path), [], local.Device("1", "6"))
+    local._run_one(run, "unused.yaml", str(tmp_path), [], local.Device("1", "6"), {"signal": None})
     assert started["visible"] == "6" and started["cmd"][-1] == "train.device=cuda"
-    local._run_one(run, "unused.yaml", str(tmp_path), [], local.Device("cpu", None))
+    local._run_one(run, "unused.yaml", str(tmp_path), [], local.Device("cpu", None), {"signal": None})
     assert started["cmd"][-1] == "train.device=cpu"
+
+
+@pytest.mark.parametrize("target", ["group", "ablate alone"])
+def test_a_signal_to_ablate_lets_the_running_run_save_and_the_same_command_resumes_it(tiny_config, tmp_path, target):
+    # SIGTERM to ablate's process group (Ctrl-C, a scheduler), or to ablate alone (kill PID: it
+    # passes the signal on), in the middle of the second run: ablate exits only once that run has
+    # saved and let go of its directory; run again, the same command keeps the first run, resumes
+    # the second and writes the whole table.
+    import signal
+    import subprocess
+    import sys
+
+    from detector.engine.lock import holder
+
+    out = tmp_path / "abl"
+    cmd = [sys.executable, "-m", "detector", "ablate", tiny_config, "--output-dir", str(out), "--alpha", "0.25",
+           "--gamma", "0,2", "train.max_iter=40", "train.log_period=1", "train.checkpoint_period=1000"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    second = out / "alpha0.25_gamma2"
+    deadline = time.time() + 240
+    while time.time() < deadline and not ((second / "metrics.jsonl").exists()
+                                          and len((second / "metrics.jsonl").read_text().splitlines()) >= 2):
+        time.sleep(0.2)
+    (os.killpg if target == "group" else os.kill)(proc.pid, signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    assert holder(str(second)) is None  # the run had exited when ablate did
+    assert (second / "last_checkpoint").exists() and not (second / "metrics.json").exists()
+    assert "Continue with the same command" in stderr and "stopped" in stdout
+    assert "stopped: alpha0.25_gamma2" in (out / "ablation.md").read_text()
+
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    first_log = (out / "alpha0.25_gamma0" / "run.log").read_text()
+    second_log = (second / "run.log").read_text()
+    assert first_log.count("$ ") == 1  # finished before: not redone
+    assert second_log.count("$ ") == 2 and "resumed from" in second_log
+    rows = list(csv.DictReader(open(out / "ablation.csv")))
+    assert [r["status"] for r in rows] == ["skipped", "done"]

@@ -8,10 +8,13 @@ processes run: here (:class:`~detector.ablation.local.LocalLauncher`) or as clus
 collected, an interrupted one resumes, so the same command continues an ablation.
 """
 import os
+import signal
+import sys
 from contextlib import nullcontext
 from typing import Callable, List, Optional, Sequence
 
 from ..engine.lock import DirectoryLock
+from ..engine.stopping import TrainingInterrupted
 from ..errors import UserError
 from .grid import Run, reference_point, validate
 from .plots import convergence_curves, plot_ablation
@@ -29,12 +32,19 @@ def ablate(config: str, output_dir: str, runs: List[Run], launcher, overrides: S
     validate(runs, config, overrides, check)
     ref = reference_point(runs, reference)
     with DirectoryLock(output_dir, "ablation") if launcher is not None else nullcontext():
+        stopped_by = None
         if launcher is None:
             collect(runs, output_dir)
         else:
-            launcher.launch(runs, config, output_dir, overrides)
+            stopped_by = launcher.launch(runs, config, output_dir, overrides)
         points = write_summary(runs, output_dir, ref)
     print(f"tables: {os.path.join(output_dir, 'ablation.md')} and ablation.csv; plot: ablation.png", flush=True)
+    if stopped_by is not None:
+        stopped = sum(r.status == "stopped" for r in runs)
+        raise TrainingInterrupted(
+            f"{signal.Signals(stopped_by).name} received: {stopped} running run(s) saved a checkpoint and stopped, "
+            f"{sum(r.status == 'pending' for r in runs)} did not start. Continue with the same command: "
+            f"detector {' '.join(sys.argv[1:])}", stopped_by)
     failed = [r for r in runs if r.status == "failed"]
     if failed:
         raise UserError(f"{len(failed)} of {len(runs)} runs failed (marked in {output_dir}/ablation.md; their logs: "

@@ -1,17 +1,26 @@
 """The local launcher: every run a ``detector train`` subprocess here, ``jobs`` at a time,
-each on a free device of ``devices`` when they are given, its output in ``run.log``."""
+each on a free device of ``devices`` when they are given, its output in ``run.log``.
+
+SIGTERM or SIGINT to ``ablate`` (Ctrl-C, ``kill``, a scheduler's notice) starts no further run;
+each running one gets the signal too (it may have had it already, from the process group),
+writes its checkpoint and exits, and ``ablate`` waits for that before it exits: a scheduler that
+kills what is left once the job's main process ends loses no save, and the same command run
+again resumes the stopped runs."""
 import os
 import queue
 import re
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import List, NamedTuple, Optional, Sequence, Set
+from typing import Dict, List, NamedTuple, Optional, Sequence, Set
 
 import torch
 
 from ..comm import resolve_device
 from ..engine import environment
+from ..engine.checkpoint import POINTER
+from ..engine.stopping import stop_on_signals
 from ..errors import UserError
 from .grid import Run
 from .report import environment_change, run_environment
@@ -59,9 +68,11 @@ class LocalLauncher:
         self.jobs = max(jobs, 1)
         self.devices = list(devices)
 
-    def launch(self, runs: List[Run], config: str, output_dir: str, overrides: Sequence[str]) -> None:
+    def launch(self, runs: List[Run], config: str, output_dir: str, overrides: Sequence[str]) -> Optional[int]:
         """Run every unfinished run; each ends done (with its metrics), skipped (finished
-        before), failed, or busy (another process holds its directory: not touched)."""
+        before), failed, busy (another process holds its directory: not touched), or, after a
+        stop signal, stopped (saved, to resume) or pending (not started). Returns the stop
+        signal, or None when every run had its turn."""
         total, finished, started = len(runs), [], time.perf_counter()
         to_start = {run.name for run in runs if not is_finished(os.path.join(output_dir, run.name))}
         warning = self._environment_warning(runs, output_dir, to_start)
@@ -77,22 +88,26 @@ class LocalLauncher:
         def work(run):
             device = free.get()
             try:
-                _run_one(run, config, output_dir, overrides, device)
+                if stop["signal"] is not None:  # stopping: no new run starts
+                    return
+                _run_one(run, config, output_dir, overrides, device, stop)
             finally:
                 free.put(device)
             finished.append(run)
             timed = [r.seconds for r in finished if r.status in ("done", "failed")]
             left = len(to_start - {r.name for r in finished})  # runs finished before are skipped at once
             eta = (sum(timed) / len(timed)) * left / self.jobs if timed else 0.0
-            result = {"failed": f"see {os.path.join(output_dir, run.name, 'run.log')}",
-                      "busy": run.note}.get(run.status) or f"AP {100 * run.metrics['AP']:.1f}"
+            result = {"failed": f"see {os.path.join(output_dir, run.name, 'run.log')}", "busy": run.note,
+                      "stopped": "saved; the same command resumes it"}.get(run.status) \
+                or f"AP {100 * run.metrics['AP']:.1f}"
             seed = "" if run.seed is None else f" seed={run.seed}"
             print(f"[{len(finished)}/{total}] {run.point.name}{seed}: {run.status} ({run.seconds:.0f} s) {result}; "
                   f"ETA {eta / 60:.1f} min", flush=True)
 
-        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+        with stop_on_signals() as stop, ThreadPoolExecutor(max_workers=self.jobs) as pool:
             list(pool.map(work, runs))
-        print(f"{total} runs took {(time.perf_counter() - started) / 60:.1f} min", flush=True)
+        print(f"{len(finished)} of {total} runs took {(time.perf_counter() - started) / 60:.1f} min", flush=True)
+        return stop["signal"]
 
     def _environment_warning(self, runs: List[Run], output_dir: str, to_start: Set[str]) -> str:
         """What differs between the environment the finished runs of this table trained in and
@@ -110,7 +125,12 @@ class LocalLauncher:
         return environment_change([run_environment(d) for d in finished], here)
 
 
-def _run_one(run: Run, config: str, output_dir: str, overrides: Sequence[str], device: Optional[Device]) -> None:
+# After a stop signal, a run that has written its checkpoint gets this long to exit; then it is killed.
+EXIT_AFTER_SAVE_S = 60.0
+
+
+def _run_one(run: Run, config: str, output_dir: str, overrides: Sequence[str], device: Optional[Device],
+             stop: Dict[str, Optional[int]]) -> None:
     run_dir = os.path.join(output_dir, run.name)
     os.makedirs(run_dir, exist_ok=True)
     if finished_before(run, run_dir) or held_elsewhere(run, run_dir):
@@ -122,8 +142,32 @@ def _run_one(run: Run, config: str, output_dir: str, overrides: Sequence[str], d
         if device.visible is not None:
             env["CUDA_VISIBLE_DEVICES"] = device.visible
     start = time.perf_counter()
-    code = start_logged(cmd, run_dir, env).wait()
+    code = _wait(start_logged(cmd, run_dir, env), run_dir, stop)
     run.seconds = time.perf_counter() - start
-    run.status = "done" if code == 0 and is_finished(run_dir) else "failed"
+    finished = is_finished(run_dir)
+    run.status = "done" if code == 0 and finished else "stopped" if stop["signal"] is not None and not finished \
+        else "failed"
     if run.status == "done":
         load_metrics(run, run_dir)
+
+
+def _wait(process: subprocess.Popen, run_dir: str, stop: Dict[str, Optional[int]]) -> int:
+    """The run's exit code. Once ``stop["signal"]`` is set, the run gets that signal (it may
+    have had it already: a second one changes nothing), finishes its step, saves and exits;
+    one still running ``EXIT_AFTER_SAVE_S`` after its checkpoint was written is killed."""
+    noticed = None
+    while True:
+        try:
+            return process.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            pass
+        if stop["signal"] is None:
+            continue
+        if noticed is None:
+            noticed = time.time()
+            process.send_signal(stop["signal"])
+        pointer = os.path.join(run_dir, POINTER)
+        saved = os.path.getmtime(pointer) if os.path.exists(pointer) else 0.0
+        if saved >= noticed and time.time() - saved > EXIT_AFTER_SAVE_S:
+            process.kill()
+            return process.wait()

@@ -189,7 +189,7 @@ def markdown_table(points: Sequence[PointSummary], output_dir: str, reference: O
         if p is best:
             cells = [f"**{c}**" for c in cells]
         notes = [f"failed: {os.path.join(output_dir, r.name, 'run.log')}" for r in p.unfinished if r.status == "failed"]
-        for status in ("busy", "queued", "pending"):
+        for status in ("busy", "queued", "stopped", "pending"):
             waiting = [r for r in p.unfinished if r.status == status]
             if waiting:
                 notes.append(f"{status}: " + ", ".join(
