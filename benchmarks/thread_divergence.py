@@ -76,9 +76,9 @@ def diverge(cfg, iterations: int, threads: List[int]) -> List[Dict]:
 
 
 def plot(rows: List[Dict], threads: List[int], path: str) -> None:
-    from detector.visualization import plt, save_figure
+    from detector.figures import save_figure, subplots
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     its = [r["iteration"] for r in rows]
     ax.semilogy(its, [max(r["relative_distance"], 1e-16) for r in rows], marker="o", markersize=3)
     ax.set_xlabel("iteration")

@@ -80,9 +80,11 @@ def cmd_export(args) -> None:
     from .export import check_against_eager, export_onnx, sample_images
     from .inference import Detector
 
+    if args.opset is not None:  # checked as the config key it sets
+        args.overrides = [*args.overrides, f"export.opset={args.opset}"]
     cfg = _load(args)
     detector = Detector.from_checkpoint(args.weights, args.config, args.overrides, device="cpu")
-    export_onnx(detector.model, args.output, args.opset, detector.class_names)
+    export_onnx(detector.model, args.output, cfg.export.opset, detector.class_names)
     print(f"wrote {args.output}: input 'image' [H, W, 3] uint8 RGB; outputs 'boxes' [D, 4] xyxy in input "
           f"pixels, 'scores' [D], 'labels' [D] (0..K-1); class names in its metadata")
     if args.no_check:
@@ -251,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(p, output_dir=False)
     p.add_argument("--weights", required=True, metavar="CKPT", help="checkpoint (.pth)")
     p.add_argument("--output", required=True, metavar="ONNX", help="the .onnx file to write")
-    p.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset (>= 11)")
+    p.add_argument("--opset", type=int, metavar="N", help="ONNX opset (>= 11; default: the config's export.opset)")
     p.add_argument("--check-images", type=_positive_int, default=8, metavar="N",
                    help="val images (or random ones without a val split) to compare with PyTorch")
     p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime comparison")

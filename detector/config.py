@@ -11,6 +11,7 @@ Defaults are the paper's (RetinaNet R50-FPN, focal loss alpha 0.25, gamma 2); on
 """
 import copy
 import dataclasses
+import logging
 import math
 import os
 import re
@@ -21,6 +22,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import yaml
 
 from .errors import UserError
+from .registry import REGISTRY, load_plugins
+
+logger = logging.getLogger(__name__)
 
 OVERRIDE = "command-line override"
 NUM_LEVELS = 5  # the pyramid levels P3..P7, one anchor size list each
@@ -71,6 +75,46 @@ def param(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISS
     return field(default=default, default_factory=factory, metadata={"rule": Rule(**rule)})
 
 
+@dataclass
+class ComponentConfig:
+    """The config of a registered entry (a loss, a matcher): ``name`` selects the entry, and
+    the entry's own dataclass, derived from this one beside its code, adds its keys with their
+    defaults and valid ranges. Such a dataclass may add :meth:`problem` for a rule that ties
+    two of its keys together."""
+
+    name: str
+
+    def problem(self) -> Optional[Tuple[str, str, Any]]:
+        """``(key, what it must be, value)`` when two keys disagree, else None."""
+        return None
+
+
+def component(kind: str, default: str) -> Any:
+    """A config field holding the config of a ``kind`` entry of the registry, ``default`` when
+    the config names none: ``cls: ComponentConfig = component("cls_loss", "sigmoid_focal")``."""
+    return field(default_factory=lambda: default_component(kind, default),
+                 metadata={"component": kind, "default": default})
+
+
+def default_component(kind: str, name: str) -> "ComponentConfig":
+    """``name``'s config with its defaults."""
+    load_plugins()
+    return component_class(kind, name)(name=name)
+
+
+def component_class(kind: str, name: str) -> type:
+    """The config dataclass of entry ``name`` (an entry that declares none has only ``name``,
+    and a box loss its ``weight`` too)."""
+    return REGISTRY.config_class(kind, name) or (BoxLossConfig if kind == "box_loss" else ComponentConfig)
+
+
+# The choices of the fields below, declared once: the code that acts on them does not check again.
+OPTIMIZERS = ("sgd", "adamw")
+LR_SCHEDULES = ("step", "cosine")
+AMP_DTYPES = ("auto", "bfloat16", "float16")  # auto: bfloat16 where the device has it, else float16
+EVAL_BACKENDS = ("auto", "hotcoco", "faster_coco_eval", "pycocotools")  # auto: the first installed
+HEAD_NORMS = ("none", "gn")
+
 FRACTION = {"ge": 0.0, "le": 1.0}
 POSITIVE = {"gt": 0.0}
 AT_LEAST_ONE = {"ge": 1}
@@ -117,21 +161,8 @@ class AnchorConfig:
 @dataclass
 class HeadConfig:
     num_convs: int = param(4, **NOT_NEGATIVE)
-    norm: str = param("none", choices=("none", "gn"))
+    norm: str = param("none", choices=HEAD_NORMS)
     prior_prob: float = param(0.01, gt=0.0, lt=1.0)
-
-
-@dataclass
-class MatcherConfig:
-    # iou: IoU >= fg_iou_thresh foreground, < bg_iou_thresh background, ignored between (the
-    # paper); atss: adaptive thresholds from the topk anchors per level nearest each box.
-    name: str = param("iou", choices=("iou", "atss"))
-    fg_iou_thresh: float = param(0.5, **FRACTION)
-    bg_iou_thresh: float = param(0.4, **FRACTION)
-    # Also match each ground-truth box to its best anchors when none reaches fg_iou_thresh
-    # (detectron2 and torchvision do; the paper does not mention it). iou only.
-    allow_low_quality_matches: bool = True
-    topk: int = param(9, **AT_LEAST_ONE)  # atss only: candidate anchors per level and box
 
 
 @dataclass
@@ -162,7 +193,9 @@ class ModelConfig:
     fpn: FPNConfig = field(default_factory=FPNConfig)
     anchors: AnchorConfig = field(default_factory=AnchorConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
-    matcher: MatcherConfig = field(default_factory=MatcherConfig)
+    # iou (the paper: IoU >= 0.5 foreground, < 0.4 background) | atss, or a registered name;
+    # each with its own keys (modeling/matcher.py, modeling/atss.py)
+    matcher: ComponentConfig = component("matcher", "iou")
     box_coder: BoxCoderConfig = field(default_factory=BoxCoderConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     # Run the convolutions in channels-last (NHWC) memory format, the layout tensor cores
@@ -215,32 +248,25 @@ class DataConfig:
     max_image_pixels: int = param(200_000_000, **NOT_NEGATIVE)
 
 
-@dataclass
-class ClsLossConfig:
-    # sigmoid_focal | softmax_focal | focal_star | poly1_focal | varifocal | quality_focal |
-    # ghm_c, or a registered name
-    name: str = "sigmoid_focal"
-    alpha: float = param(0.25, le=1.0, text="<= 1 (a weight in [0, 1], or negative for no balancing)")
-    gamma: float = param(2.0, **NOT_NEGATIVE)
-    # focal_star: the shift of gamma * x_t + beta (default 1); quality_focal: the exponent of
-    # |y - sigma| (default 2); null: the loss's own default.
-    beta: Optional[float] = None
-    epsilon: float = 1.0  # poly1_focal: the weight of the (1 - p_t)^(gamma + 1) term
-    bins: int = param(10, **AT_LEAST_ONE)  # ghm_c: gradient-norm bins
-    momentum: float = param(0.75, ge=0.0, lt=1.0)  # ghm_c: momentum of the bin counts
+# alpha as the focal loss family takes it: the weight of the positive term, or negative for none
+ALPHA = {"le": 1.0, "text": "<= 1 (a weight in [0, 1], or negative for no balancing)"}
 
 
 @dataclass
-class BoxLossConfig:
-    name: str = "smooth_l1"  # smooth_l1 | l1 | giou, or a registered name
-    beta: float = param(0.1, **NOT_NEGATIVE)  # smooth_l1 only
+class BoxLossConfig(ComponentConfig):
+    """What every box loss has: its weight against the classification loss (the model applies
+    it). A box loss's own config derives from this one."""
+
     weight: float = param(1.0, **NOT_NEGATIVE)
 
 
 @dataclass
 class LossConfig:
-    cls: ClsLossConfig = field(default_factory=ClsLossConfig)
-    box: BoxLossConfig = field(default_factory=BoxLossConfig)
+    # sigmoid_focal | softmax_focal | focal_star | poly1_focal | varifocal | quality_focal |
+    # ghm_c, or a registered name; each with its own keys (detector/losses/)
+    cls: ComponentConfig = component("cls_loss", "sigmoid_focal")
+    # smooth_l1 | l1 | giou, or a registered name
+    box: BoxLossConfig = component("box_loss", "smooth_l1")
     # 0: divide by this batch's number of foreground anchors (the paper). In (0, 1): divide
     # by an exponential moving average of it with this momentum (detectron2 uses 0.9).
     normalizer_momentum: float = param(0.0, ge=0.0, lt=1.0)
@@ -248,12 +274,12 @@ class LossConfig:
 
 @dataclass
 class SolverConfig:
-    optimizer: str = param("sgd", choices=("sgd", "adamw"))
+    optimizer: str = param("sgd", choices=OPTIMIZERS)
     base_lr: float = param(0.01, **POSITIVE)  # for ims_per_batch images per step (paper: 0.01 at 16)
     momentum: float = param(0.9, ge=0.0, lt=1.0)  # sgd only
     weight_decay: float = param(1e-4, **NOT_NEGATIVE)  # not applied to biases and normalisation layers
     ims_per_batch: int = param(16, **AT_LEAST_ONE)  # in total, over all processes
-    lr_schedule: str = param("step", choices=("step", "cosine"))
+    lr_schedule: str = param("step", choices=LR_SCHEDULES)
     steps: List[int] = param(factory=lambda: [60000, 80000], **NOT_NEGATIVE)  # step schedule only
     gamma: float = param(0.1, gt=0.0, le=1.0)  # step schedule only
     warmup_iters: int = param(1000, **NOT_NEGATIVE)
@@ -268,7 +294,7 @@ class TrainConfig:
     device: str = param("auto", pattern=r"auto|cpu|cuda(:\d+)?", text="auto, cpu, cuda or cuda:N")
     amp: bool = False  # mixed precision (autocast); losses stay float32
     # auto (bfloat16 where supported, else float16) | bfloat16 | float16 (CUDA, scaled)
-    amp_dtype: str = param("auto", choices=("auto", "bfloat16", "float16"))
+    amp_dtype: str = param("auto", choices=AMP_DTYPES)
     compile: bool = False  # torch.compile the backbone, FPN and head (the dense layers)
     log_period: int = param(20, **AT_LEAST_ONE)
     checkpoint_period: int = param(5000, **AT_LEAST_ONE)
@@ -284,10 +310,17 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    backend: str = param("auto", choices=("auto", "hotcoco", "faster_coco_eval", "pycocotools"))
+    backend: str = param("auto", choices=EVAL_BACKENDS)
     ims_per_batch: int = param(8, **AT_LEAST_ONE)
     # confusion_matrix.png counts the detections that score at least this
     confusion_score_thresh: float = param(0.3, **FRACTION)
+
+
+@dataclass
+class ExportConfig:
+    # the ONNX opset of `detector export` (--opset sets it): Resize with computed sizes and
+    # NonMaxSuppression need 11; the newest depends on PyTorch's exporter (checked there)
+    opset: int = param(17, ge=11)
 
 
 @dataclass
@@ -299,8 +332,25 @@ class Config:
     solver: SolverConfig = field(default_factory=SolverConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
     plugins: List[str] = field(default_factory=list)  # modules imported before building
     output_dir: str = param("output", pattern=r".*\S.*", text="a directory path")
+
+
+def _component_sections(cls, prefix: str = "") -> Dict[str, str]:
+    """``{dotted section: its default entry}`` for every registered entry's section of the schema."""
+    found = {}
+    for f in dataclasses.fields(cls):
+        tp = typing.get_type_hints(cls)[f.name]
+        if "component" in f.metadata:
+            found[prefix + f.name] = f.metadata["default"]
+        elif dataclasses.is_dataclass(tp):
+            found.update(_component_sections(tp, f"{prefix}{f.name}."))
+    return found
+
+
+_DEFAULT_NAMES = _component_sections(Config)  # loss.cls, loss.box, model.matcher
+_NAME_KEYS = {f"{section}.name" for section in _DEFAULT_NAMES}
 
 
 # ----------------------------------------------------------------------------- loading
@@ -319,10 +369,20 @@ def config_from_dict(data: Dict[str, Any], source: str, overrides: Sequence[str]
 
 
 def _resolve(data: Dict[str, Any], origins: Dict[str, str], overrides: Sequence[str]) -> Config:
-    for item in overrides:
-        key, value = parse_override(item)
+    # An override that names another entry (loss.cls.name=varifocal) starts that entry afresh,
+    # so it goes first: the overrides of that entry's keys, in any order, then apply to it.
+    parsed = [parse_override(item) for item in overrides]
+    for key, value in sorted(parsed, key=lambda kv: kv[0] not in _NAME_KEYS):
+        if key in _NAME_KEYS:
+            section = key.rsplit(".", 1)[0]
+            parent = data
+            for part in section.split(".")[:-1]:
+                parent = parent.get(part) if isinstance(parent.get(part), dict) else {}
+            _start_entry(parent, section.rsplit(".", 1)[-1], section, value, origins)
         _set_dotted(data, key, value)
         origins[key] = OVERRIDE
+    plugins = data.get("plugins")
+    load_plugins(plugins if isinstance(plugins, list) and all(isinstance(p, str) for p in plugins) else ())
     cfg = from_dict(Config, data, origins)
     _check_relations(cfg, origins)
     cfg._origins = origins  # not a field: for where_set(), which names the file behind a key
@@ -338,9 +398,6 @@ def _check_relations(cfg: Config, origins: Dict[str, str]) -> None:
     """The few rules that tie one field to another."""
     m = cfg.model
     problems = []
-    if m.matcher.bg_iou_thresh > m.matcher.fg_iou_thresh:
-        problems.append(("model.matcher.bg_iou_thresh", f"<= model.matcher.fg_iou_thresh ({m.matcher.fg_iou_thresh})",
-                         m.matcher.bg_iou_thresh))
     if cfg.input.max_size < cfg.input.min_size:
         problems.append(("input.max_size", f">= input.min_size ({cfg.input.min_size})", cfg.input.max_size))
     for key, values, length in (("model.pixel_mean", m.pixel_mean, 3), ("model.pixel_std", m.pixel_std, 3),
@@ -410,20 +467,36 @@ def _load_yaml_tree(path: str, stack: Tuple[str, ...]) -> Tuple[Dict[str, Any], 
         base_data, base_origins = _load_yaml_tree(
             os.path.join(os.path.dirname(path), base), stack + (real,)
         )
-        _merge(merged, base_data)
+        _merge(merged, base_data, origins)
         origins.update(base_origins)
-    _merge(merged, raw)
+    _merge(merged, raw, origins)
     origins.update(_key_paths(raw, path))
     return merged, origins
 
 
-def _merge(dst: Dict[str, Any], src: Dict[str, Any]) -> None:
-    """Deep-merge ``src`` into ``dst``: mappings merge, anything else replaces."""
+def _merge(dst: Dict[str, Any], src: Dict[str, Any], origins: Dict[str, str], prefix: str = "") -> None:
+    """Deep-merge ``src`` into ``dst``: mappings merge, anything else replaces; a registered
+    entry's section that ``src`` gives another ``name`` starts afresh (:func:`_start_entry`)."""
     for key, value in src.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and "name" in value:
+            _start_entry(dst, key, dotted, value["name"], origins)
         if isinstance(value, dict) and isinstance(dst.get(key), dict):
-            _merge(dst[key], value)
+            _merge(dst[key], value, origins, dotted + ".")
         else:
             dst[key] = value
+
+
+def _start_entry(parent: Dict[str, Any], key: str, section: str, name: Any, origins: Dict[str, str]) -> None:
+    """Where a later file or an override names another entry for ``section`` (``loss.cls``,
+    ``parent[key]``), drop what earlier files set there: the new entry starts from its own
+    defaults, and keys given beside its name must be its own (``loss.cls: {name: varifocal}``
+    over a focal base does not inherit the focal loss's alpha)."""
+    node = parent.get(key)
+    if section in _DEFAULT_NAMES and isinstance(node, dict) and node.get("name", _DEFAULT_NAMES[section]) != name:
+        node.clear()
+        for dotted in [k for k in origins if k.startswith(section + ".")]:
+            del origins[dotted]
 
 
 def _key_paths(data: Dict[str, Any], origin: str, prefix: str = "") -> Dict[str, str]:
@@ -450,8 +523,9 @@ def _set_dotted(data: Dict, key: str, value: Any) -> None:
 # ----------------------------------------------------------------------------- type checks
 
 
-def from_dict(cls, data: Any, origins: Optional[Dict[str, str]] = None, prefix: str = ""):
-    """Build dataclass ``cls`` from nested dicts, checking every key and type."""
+def from_dict(cls, data: Any, origins: Optional[Dict[str, str]] = None, prefix: str = "", entry: str = ""):
+    """Build dataclass ``cls`` from nested dicts, checking every key and type (``entry``: the
+    registered entry whose config ``cls`` is, for the messages)."""
     origins = origins or {}
     if not isinstance(data, dict):
         key = prefix.rstrip(".") or "<root>"
@@ -462,19 +536,55 @@ def from_dict(cls, data: Any, origins: Optional[Dict[str, str]] = None, prefix: 
         if key not in names:
             dotted = f"{prefix}{key}"
             valid = ", ".join(sorted(names))
-            raise ConfigError(
-                f"unknown config key '{dotted}'{_where(origins, dotted)}; "
-                f"valid keys{' under ' + prefix.rstrip('.') if prefix else ''}: {valid}"
-            )
+            under = f" of {entry}" if entry else f" under {prefix.rstrip('.')}" if prefix else ""
+            raise ConfigError(f"unknown config key '{dotted}'{_where(origins, dotted)}; valid keys{under}: {valid}")
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name in data:
             key = f"{prefix}{f.name}"
+            if "component" in f.metadata:
+                kwargs[f.name] = _component(f.metadata["component"], data[f.name], key, origins)
+                continue
             kwargs[f.name] = value = _coerce(hints[f.name], data[f.name], key, origins)
             rule = f.metadata.get("rule")
             if rule is not None:
                 _check_rule(rule, value, key, origins)
     return cls(**kwargs)
+
+
+def _component(kind: str, data: Any, key: str, origins: Dict[str, str]) -> ComponentConfig:
+    """A registered entry's section (``loss.cls``): its ``name`` picks the entry, whose own
+    config dataclass checks the other keys. A section written by an earlier version, which
+    held every loss's keys in one shared config, loads with the keys its entry lacks dropped."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"'{key}' must be a mapping with a name, got {data!r}{_where(origins, key)}")
+    name = data.get("name", _DEFAULT_NAMES[key])
+    if not isinstance(name, str) or name not in REGISTRY.names(kind):
+        raise ConfigError(f"config key '{key}.name' must be one of {', '.join(REGISTRY.names(kind))} (or a "
+                          f"plugin's name), got {name!r}{_where(origins, key + '.name')}")
+    config_class = component_class(kind, name)
+    own = {f.name for f in dataclasses.fields(config_class)}
+    if set(data) >= _SHARED_KEYS[key] and set(data) - own:  # a whole section of the shared schema
+        logger.info("%s: the keys %s of the earlier shared config are not %s's: dropped", key,
+                    ", ".join(sorted(set(data) - own)), name)
+        # null there meant "the loss's own default", which is now its config's default
+        data = {k: v for k, v in data.items() if k in own and v is not None}
+    section = from_dict(config_class, {**data, "name": name}, origins, key + ".", f"{kind} '{name}'")
+    problem = section.problem()
+    if problem is not None:
+        inner, allowed, value = problem
+        raise ConfigError(f"config key '{key}.{inner}' must be {allowed}, got {value!r}"
+                          f"{_where(origins, f'{key}.{inner}')}")
+    return section
+
+
+# The keys of the one config every entry of a section shared before each declared its own: what
+# the runs of earlier versions saved.
+_SHARED_KEYS = {
+    "loss.cls": {"name", "alpha", "gamma", "beta", "epsilon", "bins", "momentum"},
+    "loss.box": {"name", "beta", "weight"},
+    "model.matcher": {"name", "fg_iou_thresh", "bg_iou_thresh", "allow_low_quality_matches", "topk"},
+}
 
 
 def _check_rule(rule: Rule, value: Any, key: str, origins: Dict[str, str]) -> None:

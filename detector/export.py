@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .config import ExportConfig
 from .errors import UserError, require
 from .inference import ONNX_CLASS_NAMES, ONNX_INPUT, ONNX_OUTPUTS, Detector, OnnxDetector
 from .modeling.retinanet import RetinaNet
 
-MIN_OPSET = 11  # Resize with dynamic sizes and NonMaxSuppression need opset 11
-DEFAULT_OPSET = 17
+DEFAULT_OPSET = ExportConfig.opset
 
 
 class ExportError(UserError):
@@ -58,13 +58,10 @@ def export_onnx(model: RetinaNet, output: str, opset: int = DEFAULT_OPSET,
     (what ``predict`` and :class:`~detector.inference.OnnxDetector` label detections with);
     returns the path. The graph is traced on the CPU; a model on another device is copied
     there, and the caller's model stays where it is."""
-    if opset < MIN_OPSET:
-        raise ExportError(f"--opset {opset} is not supported: the graph needs opset {MIN_OPSET} or newer "
-                          "(Resize with computed sizes, NonMaxSuppression)")
-    newest = max_opset()
+    newest = max_opset()  # the oldest (11) is the config's rule (export.opset)
     if opset > newest:
         raise ExportError(f"--opset {opset} is newer than this PyTorch's exporter writes ({newest}); use "
-                          f"--opset {MIN_OPSET} to {newest}")
+                          f"--opset {ExportConfig.opset} or another one up to {newest}")
     directory = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(directory) or not os.access(directory, os.W_OK):
         raise OSError(f"cannot write {output}: {directory} is not a writable directory")

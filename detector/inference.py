@@ -179,7 +179,7 @@ def predict(detect, paths: Sequence[str], output_dir: str, score_thresh: float =
     return the records. ``detect`` is a :class:`Detector` or an :class:`OnnxDetector`. An image
     that cannot be read is listed with its error and the others go on: a run over thousands of
     files does not end at the first bad one (the command then exits 2, naming them)."""
-    from .visualization import draw_boxes, save_image
+    from .figures import draw_boxes, save_image
 
     os.makedirs(output_dir, exist_ok=True)
     records = []

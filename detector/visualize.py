@@ -3,7 +3,7 @@
 ``--data`` draws the training images as the model sees them: after the train transforms
 (augmentation) and the model's resize, with their ground truth. ``--predictions RUN_DIR``
 draws a run's ``detections.json`` over the val images, each box coloured by what it is
-(:mod:`detector.evaluation.errors`: correct, or the TIDE error it makes) and each missed
+(:mod:`detector.evaluation.error_types`: correct, or the TIDE error it makes) and each missed
 ground-truth box dashed; ``--errors TYPE`` keeps the images where that error is most frequent.
 Images go on contact sheets of ``per_sheet`` (and one file each with ``single``).
 """
@@ -17,7 +17,7 @@ import numpy as np
 from .config import Config, resize_in_training
 from .data import CocoDetection, build_dataset
 from .errors import UserError
-from .evaluation.errors import ERROR_TYPES, classify_detections
+from .evaluation.error_types import ERROR_TYPES, classify_detections
 from .evaluation.evaluator import ground_truth_and_detections
 
 COLOURS = {"correct": "#2ca02c", "classification": "#ff7f0e", "localization": "#e6c700", "both": "#9467bd",
@@ -122,12 +122,12 @@ def _sheet(pictures, title: str, path: str, legend: bool) -> str:
     from matplotlib.lines import Line2D
     from matplotlib.patches import Rectangle
 
-    from .visualization import plt
+    from .figures import subplots
 
     columns = min(4, len(pictures))
     rows = math.ceil(len(pictures) / columns)
     # at least 8 inches wide, so that the title and the legend fit beside a single image
-    fig, axes = plt.subplots(rows, columns, figsize=(max(4 * columns, 8), 4 * rows + 0.8), squeeze=False)
+    fig, axes = subplots(rows, columns, figsize=(max(4 * columns, 8), 4 * rows + 0.8), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, (name, image, boxes) in zip(axes.flat, pictures):
@@ -146,5 +146,4 @@ def _sheet(pictures, title: str, path: str, legend: bool) -> str:
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.04 if legend else 0, 1, 0.97))
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

@@ -9,7 +9,7 @@ import pytest
 from detector.ablation import Run, build_points, classic_point, load_grid, parse_seeds, with_seeds, write_summary
 from detector.ablation.grid import Point, parse_axis, parse_list, reference_point, validate
 from detector.ablation.plots import _is_alpha_gamma_grid, convergence_curves
-from detector.ablation.report import best_point, convergence_note, markdown_table, summarize
+from detector.ablation.tables import best_point, convergence_note, markdown_table, summarize
 from detector.cli import main
 from detector.config import load_config
 
@@ -232,7 +232,7 @@ def test_each_runs_environment_is_listed_and_a_mix_is_named(tmp_path):
 
 
 def test_starting_runs_in_another_environment_than_the_finished_ones_is_named():
-    from detector.ablation.report import environment_change
+    from detector.ablation.tables import environment_change
 
     here = {"torch": "2.14.1", "device": "cpu", "threads": 2, "cpu_capability": "AVX2"}
     same = {"torch": "2.14.1", "device": "cpu", "gpu": "", "threads": "2", "cpu_capability": "AVX2"}
@@ -256,7 +256,7 @@ def test_seeds_argument():
     assert specs[1].override_args() == ["loss.cls.alpha=0.25", "loss.cls.gamma=0.0", "train.seed=1"]
 
 
-def test_collect_marks_finished_runs_skipped_and_held_runs_busy_naming_the_holder(tmp_path):
+def test_collect_marks_finished_runs_done_before_and_held_runs_busy_naming_the_holder(tmp_path):
     from detector.ablation.runs import collect
     from detector.engine.lock import DirectoryLock
 
@@ -265,7 +265,7 @@ def test_collect_marks_finished_runs_skipped_and_held_runs_busy_naming_the_holde
     (tmp_path / finished.name / "metrics.json").write_text(json.dumps({"AP": 0.5}))
     with DirectoryLock(str(tmp_path / held.name), "training run"):
         collect([finished, held, waiting], str(tmp_path))
-    assert (finished.status, finished.metrics) == ("skipped", {"AP": 0.5})
+    assert (finished.status, finished.metrics) == ("done before", {"AP": 0.5})
     assert held.status == "busy" and held.note.startswith(f"in use by process {os.getpid()}")
     assert (waiting.status, waiting.note) == ("pending", "")
 
@@ -276,7 +276,7 @@ def test_eta_counts_only_the_runs_left_to_start(tmp_path, monkeypatch, capsys):
 
     def fake_run_one(run, config, output_dir, overrides, device, stop):
         if os.path.exists(os.path.join(output_dir, run.name, "metrics.json")):
-            run.status, run.seconds, run.metrics = "skipped", 0.0, {"AP": 0.5}
+            run.status, run.seconds, run.metrics = "done before", 0.0, {"AP": 0.5}
         else:
             run.status, run.seconds, run.metrics = "done", 60.0, {"AP": 0.5}
 
@@ -289,7 +289,7 @@ def test_eta_counts_only_the_runs_left_to_start(tmp_path, monkeypatch, capsys):
     local.LocalLauncher().launch(runs, "unused.yaml", str(tmp_path), [])
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].endswith("seed=0: done (60 s) AP 50.0; ETA 1.0 min")  # seed 3 left, not 3 runs
-    assert lines[1].endswith("seed=1: skipped (0 s) AP 50.0; ETA 1.0 min")
+    assert lines[1].endswith("seed=1: done before (0 s) AP 50.0; ETA 1.0 min")
     assert lines[3].endswith("seed=3: done (60 s) AP 50.0; ETA 0.0 min")
 
 
@@ -312,7 +312,7 @@ def test_ablate_runs_skips_resumes_and_reports_failures(tiny_config, tmp_path, c
     assert main(args) == 0
     captured = capsys.readouterr()
     printed = captured.out
-    assert "gamma=0: skipped" in printed and "gamma=2: done" in printed
+    assert "gamma=0: done before" in printed and "gamma=2: done" in printed
     assert "finished runs of this table trained with cpu_capability VSX (here: " in captured.err
     assert "resumed from" in (out / "alpha0.25_gamma2" / "run.log").read_text()
 
@@ -372,7 +372,7 @@ def test_each_run_takes_a_free_device_also_when_finished_runs_are_skipped(tmp_pa
 
     def fake_run_one(run, config, output_dir, overrides, device, stop):
         if os.path.exists(os.path.join(output_dir, run.name, "metrics.json")):
-            run.status, run.seconds, run.metrics = "skipped", 0.0, {"AP": 0.5}
+            run.status, run.seconds, run.metrics = "done before", 0.0, {"AP": 0.5}
             return
         with lock:
             assert device.visible not in busy, f"two runs on GPU {device.visible} at once"
@@ -391,7 +391,7 @@ def test_each_run_takes_a_free_device_also_when_finished_runs_are_skipped(tmp_pa
         (tmp_path / run.name / "metrics.json").write_text(json.dumps({"AP": 0.5}))
     devices = local.parse_devices(["0", "1"], visible="", count=2)
     local.LocalLauncher(2, devices).launch(runs, "unused.yaml", str(tmp_path), [])
-    assert all(run.status in ("done", "skipped") for run in runs)
+    assert all(run.status in ("done", "done before") for run in runs)
     assert sorted(set(used)) == ["0", "1"] and len(used) == 4  # both GPUs worked, one run each at a time
 
 
@@ -454,4 +454,4 @@ def test_a_signal_to_ablate_lets_the_running_run_save_and_the_same_command_resum
     assert first_log.count("$ ") == 1  # finished before: not redone
     assert second_log.count("$ ") == 2 and "resumed from" in second_log
     rows = list(csv.DictReader(open(out / "ablation.csv")))
-    assert [r["status"] for r in rows] == ["skipped", "done"]
+    assert [r["status"] for r in rows] == ["done before", "done"]

@@ -145,17 +145,26 @@ def test_every_preset_loads():
         load_config(path)
 
 
-def _ruled_fields(cls=Config, prefix=""):
-    """(dotted key, field type, Rule) for every field of the schema that declares one."""
+def _ruled_fields(cls=Config, prefix="", name_override=()):
+    """(dotted key, field type, Rule, the overrides that select its entry) for every field of the
+    schema that declares one, the fields of every registered entry's config included."""
     import dataclasses
     import typing
 
+    from detector.config import component_class
+    from detector.registry import REGISTRY
+
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        if dataclasses.is_dataclass(hints[f.name]):
-            yield from _ruled_fields(hints[f.name], f"{prefix}{f.name}.")
+        if "component" in f.metadata:
+            kind = f.metadata["component"]
+            for name in REGISTRY.names(kind):
+                yield from _ruled_fields(component_class(kind, name), f"{prefix}{f.name}.",
+                                         (f"{prefix}{f.name}.name={name}",))
+        elif dataclasses.is_dataclass(hints[f.name]):
+            yield from _ruled_fields(hints[f.name], f"{prefix}{f.name}.", name_override)
         elif "rule" in f.metadata:
-            yield f"{prefix}{f.name}", hints[f.name], f.metadata["rule"]
+            yield f"{prefix}{f.name}", hints[f.name], f.metadata["rule"], name_override
 
 
 def _outside(tp, rule):
@@ -170,17 +179,18 @@ def _outside(tp, rule):
     return f"[{value}]" if is_list else str(value)
 
 
-@pytest.mark.parametrize("key,tp,rule", list(_ruled_fields()), ids=[k for k, _, _ in _ruled_fields()])
-def test_every_declared_range_is_enforced_by_key(key, tp, rule):
+@pytest.mark.parametrize("key,tp,rule,entry", list(_ruled_fields()),
+                         ids=[f"{k}{'@' + e[0].split('=')[1] if e else ''}" for k, _, _, e in _ruled_fields()])
+def test_every_declared_range_is_enforced_by_key(key, tp, rule, entry):
     with pytest.raises(ConfigError, match=rf"config key '{re.escape(key)}(\[0\])?' must be .* \(set in command-line"):
-        load_config("configs/demo/shapes_focal.yaml", [f"{key}={_outside(tp, rule)}"])
+        load_config("configs/demo/shapes_focal.yaml", [*entry, f"{key}={_outside(tp, rule)}"])
 
 
 @pytest.mark.parametrize("override,allowed", [
     ("solver.base_lr=-1", "> 0"), ("train.max_iter=0", ">= 1"), ("train.checkpoint_period=0", ">= 1"),
     ("train.log_period=0", ">= 1"), ("loss.cls.gamma=-1", ">= 0"), ("loss.cls.alpha=1.5", "<= 1"),
     ("train.device=gpu", "auto, cpu, cuda or cuda:N"), ("solver.ims_per_batch=0", ">= 1"),
-    ("loss.cls.alpha=.nan", "a finite number"), ("model.matcher.bg_iou_thresh=0.6", "<= model.matcher.fg_iou_thresh"),
+    ("loss.cls.alpha=.nan", "a finite number"), ("model.matcher.bg_iou_thresh=0.6", "<= fg_iou_thresh (0.5)"),
     ("input.max_size=64", ">= input.min_size"),
 ])
 def test_config_command_refuses_nonsense_naming_key_value_and_what_is_allowed(override, allowed, capsys):
@@ -197,3 +207,73 @@ def test_a_value_out_of_range_in_a_file_names_the_file(tmp_path):
                   + "\nsolver:\n  base_lr: -0.1\n")
     with pytest.raises(ConfigError, match=r"'solver.base_lr' must be > 0, got -0.1 \(set in .*bad.yaml\)"):
         load_config(path)
+
+
+# --- each registered entry owns its keys ---------------------------------------------------
+
+
+def test_each_loss_and_matcher_has_its_own_keys_and_defaults():
+    cfg = load_config("configs/demo/shapes_focal.yaml", ["loss.cls.name=varifocal", "model.matcher.name=atss"])
+    assert to_yaml(cfg).count("cls: {name: varifocal, alpha: 0.75, gamma: 2.0}") == 1  # VFL's own alpha
+    assert "matcher: {name: atss, topk: 9}" in to_yaml(cfg)
+    with pytest.raises(ConfigError, match=r"unknown config key 'loss.cls.alpha' \(set in command-line override\); "
+                                          r"valid keys of cls_loss 'ghm_c': bins, momentum, name"):
+        load_config("configs/demo/shapes_focal.yaml", ["loss.cls.name=ghm_c", "loss.cls.alpha=0.5"])
+    with pytest.raises(ConfigError, match=r"'loss.cls.name' must be one of .*sigmoid_focal.* got 'nope'"):
+        load_config("configs/demo/shapes_focal.yaml", ["loss.cls.name=nope"])
+
+
+def test_another_name_starts_the_entry_from_its_own_defaults(tmp_path):
+    base = os.path.abspath("configs/demo/shapes_focal.yaml")  # a focal loss with alpha 0.25, gamma 2
+    renamed = _write(tmp_path / "vfl.yaml", f"_base_: {base}\nloss:\n  cls: {{name: varifocal, gamma: 1.5}}\n")
+    cls = load_config(renamed).loss.cls
+    assert (cls.name, cls.alpha, cls.gamma) == ("varifocal", 0.75, 1.5)  # alpha not inherited from the base
+    beside = _write(tmp_path / "bad.yaml", f"_base_: {base}\nloss:\n  cls: {{name: ghm_c, gamma: 1.5}}\n")
+    with pytest.raises(ConfigError, match=r"unknown config key 'loss.cls.gamma' \(set in .*bad.yaml\); valid keys "
+                                          r"of cls_loss 'ghm_c'"):
+        load_config(beside)
+    # the same rename as an override, in any order with that entry's keys (what --axis does)
+    for overrides in (["loss.cls.momentum=0.5", "loss.cls.name=ghm_c"],
+                      ["loss.cls.name=ghm_c", "loss.cls.momentum=0.5"]):
+        cls = load_config(base, overrides).loss.cls
+        assert (cls.name, cls.bins, cls.momentum) == ("ghm_c", 30, 0.5)
+    # the same name again keeps what the base set
+    assert load_config(base, ["loss.cls.name=sigmoid_focal", "loss.cls.gamma=1"]).loss.cls.alpha == 0.25
+
+
+def test_an_axis_over_the_loss_name_resolves_each_point():
+    from detector.ablation import build_points, with_seeds
+    from detector.ablation.grid import validate
+
+    runs = with_seeds(build_points(None, [], [], ["loss.cls.name=sigmoid_focal,varifocal,ghm_c"]), [0])
+    validate(runs, "configs/demo/shapes_focal.yaml", [], lambda cfg: None)
+    assert [type(r.config.loss.cls).__name__ for r in runs] == ["FocalConfig", "VarifocalConfig", "GHMCConfig"]
+
+
+def test_a_config_saved_by_an_earlier_version_loads_with_the_keys_its_entry_lacks_dropped(caplog):
+    # Runs of earlier versions saved one shared loss config (alpha, gamma, beta, epsilon, bins,
+    # momentum) and one shared matcher config: they load for resume, eval and from_checkpoint.
+    import logging
+
+    saved = "docs/results/paper_regime_rare/successors/runs/FL_+_ATSS_seed0/config.yaml"
+    assert "bins: 10" in open(saved).read()
+    with caplog.at_level(logging.INFO, logger="detector.config"):
+        cfg = load_config(saved)
+    assert (cfg.loss.cls.name, cfg.loss.cls.alpha, cfg.loss.cls.gamma) == ("sigmoid_focal", 0.25, 2.0)
+    assert type(cfg.model.matcher).__name__ == "ATSSConfig" and cfg.model.matcher.topk == 9
+    assert "beta, bins, epsilon, momentum of the earlier shared config are not sigmoid_focal's" in caplog.text
+    with pytest.raises(ConfigError, match="unknown config key 'loss.cls.bins'"):  # written by hand: an error
+        load_config("configs/demo/shapes_focal.yaml", ["loss.cls.bins=10"])
+
+
+@pytest.mark.parametrize("key,choices", [
+    ("solver.optimizer", "OPTIMIZERS"), ("solver.lr_schedule", "LR_SCHEDULES"), ("train.amp_dtype", "AMP_DTYPES"),
+    ("eval.backend", "EVAL_BACKENDS"), ("model.head.norm", "HEAD_NORMS"),
+])
+def test_each_list_of_choices_is_declared_once_with_the_config(key, choices):
+    # The code that acts on these values does not check them again: the config refuses the rest.
+    import detector.config as config_module
+
+    valid = getattr(config_module, choices)
+    with pytest.raises(ConfigError, match=rf"'{re.escape(key)}' must be one of {re.escape(', '.join(valid))}"):
+        load_config("configs/demo/shapes_focal.yaml", [f"{key}=nope"])

@@ -96,7 +96,7 @@ def test_export_and_predict_commands(tiny_config, tiny_dataset, tmp_path, capsys
 
 
 @pytest.mark.parametrize("args,expected", [
-    (["--opset", "9"], "--opset 9 is not supported"),
+    (["--opset", "9"], "config key 'export.opset' must be >= 11, got 9 (set in command-line override)"),
     (["--opset", "99"], "--opset 99 is newer than this PyTorch's exporter writes"),
     (["model.num_classes=5"], "does not fit the model of this config"),
     (["model.backbone.name=resnet34"], "does not fit the model of this config"),

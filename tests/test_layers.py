@@ -13,8 +13,9 @@ PACKAGE_DIR = os.path.dirname(detector.__file__)
 # Lowest first. A unit may import units of lower layers only.
 LAYERS = [
     {"errors", "version"},
-    {"config", "comm", "structures", "registry", "serialization"},
-    {"data", "losses", "visualization"},
+    {"registry"},
+    {"config", "comm", "structures", "serialization"},
+    {"data", "losses", "figures"},
     {"modeling"},
     {"evaluation", "analysis"},
     {"engine", "inference"},

@@ -11,18 +11,28 @@ from detector.errors import UserError
 from detector.registry import REGISTRY
 
 PLUGIN = textwrap.dedent('''
-    """A third-party classification loss: squared error on sigmoid probabilities."""
+    """A third-party classification loss: squared error on sigmoid probabilities, with keys of its own."""
+    from dataclasses import dataclass
+
     import torch
     import torch.nn.functional as F
 
+    from detector.config import ComponentConfig, param
     from detector.registry import REGISTRY
+
+
+    @dataclass
+    class SquaredErrorConfig(ComponentConfig):
+        alpha: float = -1.0  # unused: the ablation's alpha/gamma grid sets it
+        gamma: float = param(0.0, ge=0.0)
+        scale: float = param(1.0, gt=0.0)
 
 
     class SquaredError:
         background_logit = False
 
         def __init__(self, cfg):
-            self.scale = 1.0 + cfg.gamma
+            self.scale = cfg.scale * (1.0 + cfg.gamma)
 
         def __call__(self, logits, gt_labels):
             k = logits.shape[-1]
@@ -35,7 +45,7 @@ PLUGIN = textwrap.dedent('''
             return logits.sigmoid()
 
 
-    REGISTRY.register("cls_loss", "{name}")(SquaredError)
+    REGISTRY.register("cls_loss", "{name}", config=SquaredErrorConfig)(SquaredError)
 ''')
 
 
@@ -62,7 +72,8 @@ def test_unknown_loss_lists_the_valid_names():
 def test_plugin_from_config_trains_and_ablates(tiny_config, tmp_path):
     path = _make_plugin(tmp_path / "plugins", "sqerr_plugin", "squared_error")
     config = tmp_path / "plugin.yaml"
-    config.write_text(f"_base_: {tiny_config}\nplugins: [sqerr_plugin]\nloss:\n  cls: {{name: squared_error}}\n")
+    config.write_text(f"_base_: {tiny_config}\nplugins: [sqerr_plugin]\n"
+                      "loss:\n  cls: {name: squared_error, scale: 2}\n")
     out = tmp_path / "run"
     run = subprocess.run([sys.executable, "-m", "detector", "train", str(config), "--output-dir", str(out),
                           "train.max_iter=2", "data.val.ann_file="], capture_output=True, text=True, env=_env(path))
@@ -91,3 +102,20 @@ def test_missing_plugin_module_is_named(tiny_config, capsys):
 
     assert main(["train", tiny_config, "plugins=[no_such_plugin_module]"]) == 2
     assert "plugin module 'no_such_plugin_module'" in capsys.readouterr().err
+
+
+def test_a_plugins_loss_is_checked_against_its_own_keys(tiny_config, tmp_path):
+    path = _make_plugin(tmp_path / "plugins", "keys_plugin", "keyed_squared_error")
+    config = tmp_path / "plugin.yaml"
+    config.write_text(f"_base_: {tiny_config}\nplugins: [keys_plugin]\n"
+                      "loss:\n  cls: {name: keyed_squared_error}\n")
+    shown = subprocess.run([sys.executable, "-m", "detector", "config", str(config), "loss.cls.scale=3"],
+                           capture_output=True, text=True, env=_env(path))
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "cls: {name: keyed_squared_error, alpha: -1.0, gamma: 0.0, scale: 3.0}" in shown.stdout
+    for override, message in (("loss.cls.scale=0", "config key 'loss.cls.scale' must be > 0, got 0"),
+                              ("loss.cls.bins=3", "unknown config key 'loss.cls.bins' (set in command-line "
+                               "override); valid keys of cls_loss 'keyed_squared_error': alpha, gamma, name, scale")):
+        refused = subprocess.run([sys.executable, "-m", "detector", "config", str(config), override],
+                                 capture_output=True, text=True, env=_env(path))
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr[-2000:]

@@ -73,3 +73,24 @@ def test_eval_without_detections_says_so(tiny_config, run_dir, tmp_path, capsys)
     printed = capsys.readouterr().out
     assert not os.path.exists(out / "pr_curves.png") and "pr_curves.png" not in printed
     assert "confusion_matrix.png" in printed and json.load(open(out / "metrics.json"))["AP"] == 0.0
+
+
+def test_importing_the_package_leaves_matplotlibs_backend_alone():
+    # A notebook user's backend (inline, widget) must survive `import detector` and any plot it
+    # writes: the package never imports pyplot and never calls matplotlib.use.
+    import subprocess
+    import sys
+
+    script = ("import matplotlib\nmatplotlib.use('svg')\n"
+              "import detector.figures, detector.evaluation, detector.engine, detector.ablation.plots\n"
+              "import detector.visualize\n"
+              "import tempfile, os\n"
+              "path = os.path.join(tempfile.mkdtemp(), 'loss.png')\n"
+              "row = '{\"iteration\": 1, \"loss\": 1.0, \"lr\": 0.1}'\n"
+              "open(path + '.jsonl', 'w').write(row + '\\n')\n"
+              "detector.figures.plot_training(path + '.jsonl', path)\n"
+              "import sys\n"
+              "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules, os.path.getsize(path) > 0)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["svg", "False", "True"]

@@ -18,8 +18,8 @@ from ..engine.stopping import TrainingInterrupted
 from ..errors import UserError
 from .grid import Run, reference_point, validate
 from .plots import convergence_curves, plot_ablation
-from .report import PointSummary, convergence_note, summarize, write_tables
 from .runs import collect
+from .tables import PointSummary, convergence_note, summarize, write_tables
 
 
 def ablate(config: str, output_dir: str, runs: List[Run], launcher, overrides: Sequence[str] = (),

@@ -65,7 +65,8 @@ class Run:
     point: Point
     seed: Optional[int] = None  # None: the config's train.seed
     config: Optional[Config] = None  # the resolved config, once validated
-    # pending | done | skipped (finished before) | failed | queued | busy | stopped (by a signal, saved)
+    # pending | done | done before (finished before this launch) | failed | queued | busy | stopped (by a
+    # signal, saved)
     status: str = "pending"
     metrics: Dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0

@@ -23,8 +23,8 @@ from ..engine.checkpoint import POINTER
 from ..engine.stopping import stop_on_signals
 from ..errors import UserError
 from .grid import Run
-from .report import environment_change, run_environment
 from .runs import finished_before, held_elsewhere, is_finished, load_metrics, start_logged, train_command
+from .tables import environment_change, run_environment
 
 
 class Device(NamedTuple):
@@ -69,7 +69,7 @@ class LocalLauncher:
         self.devices = list(devices)
 
     def launch(self, runs: List[Run], config: str, output_dir: str, overrides: Sequence[str]) -> Optional[int]:
-        """Run every unfinished run; each ends done (with its metrics), skipped (finished
+        """Run every unfinished run; each ends done (with its metrics), done before (finished
         before), failed, busy (another process holds its directory: not touched), or, after a
         stop signal, stopped (saved, to resume) or pending (not started). Returns the stop
         signal, or None when every run had its turn."""

@@ -10,7 +10,7 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 
 from .grid import ALPHA, GAMMA, Point
-from .report import PointSummary
+from .tables import PointSummary
 
 
 def convergence_curves(points: Sequence[PointSummary], output_dir: str) -> Dict[Point, Tuple[List[int], List[float]]]:
@@ -53,7 +53,7 @@ def _mean_std(p: PointSummary) -> Tuple[float, float]:
 
 
 def plot_ablation(points: Sequence[PointSummary], curves: Dict, out_path: str) -> str:
-    from ..visualization import plt, save_figure
+    from ..figures import save_figure, subplots
 
     points = [p for p in points if p.runs]
     grid = _is_alpha_gamma_grid(points)
@@ -61,7 +61,7 @@ def plot_ablation(points: Sequence[PointSummary], curves: Dict, out_path: str) -
     gammas = sorted({p.point.settings[GAMMA] for p in points}) if grid else []
     heatmap = grid and len(alphas) > 1 and len(gammas) > 1
     panels = 1 + heatmap + bool(curves)
-    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 4.8), squeeze=False)
+    fig, axes = subplots(1, panels, figsize=(6.5 * panels, 4.8), squeeze=False)
     ax = axes[0, 0]
     seeds = sorted({len(p.runs) for p in points})
     spread = f" (mean ± std over {'/'.join(map(str, seeds))} seeds)" if seeds != [1] else ""

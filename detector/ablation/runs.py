@@ -31,10 +31,10 @@ def load_metrics(run: Run, run_dir: str) -> None:
 
 
 def finished_before(run: Run, run_dir: str) -> bool:
-    """True when ``run`` finished before this launch: it is marked skipped, with its metrics."""
+    """True when ``run`` finished before this launch: it is marked "done before", with its metrics."""
     if not is_finished(run_dir):
         return False
-    run.status = "skipped"
+    run.status = "done before"
     load_metrics(run, run_dir)
     return True
 

@@ -6,6 +6,7 @@ the order of 1:1000). These statistics name the regime a dataset is in, and show
 the anchors serve badly: those that reach no anchor at ``fg_iou_thresh`` (kept only by the
 low-quality matches) and those that get no anchor at all, by COCO size bucket.
 """
+import dataclasses
 import math
 from typing import Any, Dict, List, Optional
 
@@ -15,6 +16,7 @@ import torch
 from ..data import CocoDetection, build_dataset
 from ..data.coco import AREA_RANGES, size_bucket
 from ..modeling import PYRAMID_STRIDES, build_anchor_generator, build_matcher
+from ..modeling.matcher import BACKGROUND, IGNORE, IoUMatcherConfig
 from ..modeling.preprocess import padded_size, resized_size
 from ..structures import box_iou
 
@@ -42,6 +44,8 @@ def anchor_statistics(cfg, split: str = "train", max_images: int = DEFAULT_MAX_I
     dataset = dataset if dataset is not None else build_dataset(cfg, split, training=False)
     m = cfg.model
     generator, matcher = build_anchor_generator(cfg), build_matcher(cfg)
+    # a matcher without a fixed threshold (ATSS) is measured against the paper's 0.5
+    fg_iou_thresh = getattr(cfg.model.matcher, "fg_iou_thresh", IoUMatcherConfig.fg_iou_thresh)
     step = max(1, math.ceil(len(dataset) / max_images))
     counts: Dict[str, List[int]] = {"anchors": [], "positives": [], "ignored": [], "negatives": []}
     boxes_by = {k: dict.fromkeys(AREA_RANGES, 0) for k in ("boxes", "below_fg_thresh", "no_anchor")}
@@ -56,11 +60,11 @@ def anchor_statistics(cfg, split: str = "train", max_images: int = DEFAULT_MAX_I
         scaled = boxes * torch.tensor([rw / width, rh / height, rw / width, rh / height])
         iou = box_iou(scaled, anchors)  # [G, A]
         matches = matcher.assign(anchors, scaled[None], torch.ones(1, len(boxes), dtype=torch.bool),
-                                 generator.level_sizes(shapes))[0]
+                                 generator.level_sizes(shapes), generator.num_anchors)[0]
         counts["anchors"].append(len(anchors))
         counts["positives"].append(int((matches >= 0).sum()))
-        counts["ignored"].append(int((matches == -2).sum()))
-        counts["negatives"].append(int((matches == -1).sum()))
+        counts["ignored"].append(int((matches == IGNORE).sum()))
+        counts["negatives"].append(int((matches == BACKGROUND).sum()))
         if len(boxes):
             best = iou.max(dim=1).values
             claimed = torch.zeros(len(boxes), dtype=torch.bool)
@@ -69,16 +73,14 @@ def anchor_statistics(cfg, split: str = "train", max_images: int = DEFAULT_MAX_I
             for area, best_iou, has_anchor in zip(areas, best.tolist(), claimed.tolist()):
                 bucket = size_bucket(area)
                 boxes_by["boxes"][bucket] += 1
-                boxes_by["below_fg_thresh"][bucket] += best_iou < m.matcher.fg_iou_thresh
+                boxes_by["below_fg_thresh"][bucket] += best_iou < fg_iou_thresh
                 boxes_by["no_anchor"][bucket] += not has_anchor
     positives, negatives = sum(counts["positives"]), sum(counts["negatives"])
     return {
         "split": split, "ann_file": dataset.ann_file, "images": len(counts["anchors"]),
         "images_in_split": len(dataset),
         "input": {"min_size": cfg.input.min_size, "max_size": cfg.input.max_size},
-        "matcher": {"name": m.matcher.name, "fg_iou_thresh": m.matcher.fg_iou_thresh,
-                    "bg_iou_thresh": m.matcher.bg_iou_thresh,
-                    "allow_low_quality_matches": m.matcher.allow_low_quality_matches},
+        "matcher": {**dataclasses.asdict(m.matcher), "fg_iou_thresh": fg_iou_thresh},
         **{k: _summary(v) for k, v in counts.items()},
         "negatives_per_positive": negatives / positives if positives else float("inf"),
         **boxes_by,
@@ -90,8 +92,8 @@ def format_anchor_statistics(stats: Dict[str, Any]) -> str:
     sample = (f"{stats['images']} images" if stats["images"] == stats["images_in_split"]
               else f"{stats['images']} of {stats['images_in_split']} images, evenly spaced")
     matcher = stats["matcher"]
-    rule = ("ATSS" if matcher.get("name") == "atss"
-            else f"IoU {matcher['fg_iou_thresh']}/{matcher['bg_iou_thresh']}")
+    rule = (f"IoU {matcher['fg_iou_thresh']}/{matcher['bg_iou_thresh']}" if "bg_iou_thresh" in matcher
+            else matcher["name"].upper())
     lines = [f"anchors at input {stats['input']['min_size']}/{stats['input']['max_size']} px, matcher "
              f"{rule} ({sample}), per image:",
              "               mean   median      p95"]

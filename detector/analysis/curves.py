@@ -33,9 +33,9 @@ def focal_gradient_closed_form(p_t: np.ndarray, gamma: float) -> np.ndarray:
 
 
 def plot_focal_curves(curves: Dict[str, np.ndarray], out_path: str) -> str:
-    from ..visualization import plt, save_figure
+    from ..figures import save_figure, subplots
 
-    fig, (ax, ax_grad) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (ax, ax_grad) = subplots(1, 2, figsize=(12, 4.5))
     for gamma, loss, grad in zip(curves["gammas"], curves["loss"], curves["grad"]):
         label = f"gamma={gamma:g}" + (" (CE)" if gamma == 0 else "")
         ax.plot(curves["p_t"], loss, label=label)

@@ -56,9 +56,9 @@ def share_of_easiest(losses: np.ndarray, fraction: float = 0.9) -> float:
 
 
 def plot_distribution(losses: Dict[str, Dict[float, np.ndarray]], out_path: str) -> str:
-    from ..visualization import plt, save_figure
+    from ..figures import save_figure, subplots
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, axes = subplots(1, 2, figsize=(12, 4.5))
     for ax, kind in zip(axes, ("positive", "negative")):
         for gamma, values in losses[kind].items():
             c = cumulative(values)

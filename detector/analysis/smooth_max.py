@@ -108,9 +108,9 @@ def smooth_max_examples(num: int = 401) -> Dict[str, np.ndarray]:
 
 
 def plot_smooth_max(result: Dict[str, object], examples: Dict[str, np.ndarray], out_path: str) -> str:
-    from ..visualization import plt, save_figure
+    from ..figures import save_figure, subplots
 
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(13, 4.5))
+    fig, (ax0, ax1) = subplots(1, 2, figsize=(13, 4.5))
     x = examples["x"]
     ax0.plot(x, examples["max"], "k", lw=2, label="max(x, 0)")
     for key in [k for k in examples if k.startswith("lse_")]:

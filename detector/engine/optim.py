@@ -5,8 +5,6 @@ from typing import List
 import torch
 from torch import nn
 
-from ..errors import UserError
-
 
 def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
     """SGD with momentum (the paper) or AdamW. Weight decay skips biases and normalisation
@@ -17,11 +15,9 @@ def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
     groups = [{"params": decay, "weight_decay": s.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if s.optimizer == "sgd":
+    if s.optimizer == "sgd":  # the choices are the config's (config.OPTIMIZERS)
         return torch.optim.SGD(groups, lr=s.base_lr, momentum=s.momentum)
-    if s.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=s.base_lr)
-    raise UserError(f"solver.optimizer must be sgd or adamw, got '{s.optimizer}'")
+    return torch.optim.AdamW(groups, lr=s.base_lr)
 
 
 def lr_factor(iteration: int, max_iter: int, schedule: str = "step", steps: List[int] = (),
@@ -32,12 +28,10 @@ def lr_factor(iteration: int, max_iter: int, schedule: str = "step", steps: List
     head with a large LR diverges in the first iterations), then either step decay (x gamma at
     each of ``steps``, the paper's 1x: 60k and 80k of 90k) or a cosine from 1 to 0.
     """
-    if schedule == "step":
+    if schedule == "step":  # the choices are the config's (config.LR_SCHEDULES)
         factor = gamma ** sum(iteration >= s for s in steps)
-    elif schedule == "cosine":
-        factor = 0.5 * (1.0 + math.cos(math.pi * min(iteration, max_iter) / max_iter))
     else:
-        raise UserError(f"solver.lr_schedule must be step or cosine, got '{schedule}'")
+        factor = 0.5 * (1.0 + math.cos(math.pi * min(iteration, max_iter) / max_iter))
     if iteration < warmup_iters:
         alpha = iteration / warmup_iters
         factor *= warmup_factor * (1 - alpha) + alpha

@@ -25,9 +25,9 @@ from ..config import differences, to_dict, to_yaml, training_scale_note
 from ..data import DatasetError, batches, build_dataset, build_train_loader
 from ..errors import UserError
 from ..evaluation import evaluate
+from ..figures import plot_training
 from ..modeling import build_model
 from ..modeling.weights import describe_mismatch, load_pretrained
-from ..visualization import plot_training
 from . import environment
 from .checkpoint import (
     last_checkpoint,
@@ -68,8 +68,6 @@ def resolve_amp_dtype(name: str, device: torch.device) -> torch.dtype:
         if device.type == "cuda" and not has_bfloat16_hardware(device):
             return torch.float16
         return torch.bfloat16
-    if name not in ("bfloat16", "float16"):
-        raise UserError(f"train.amp_dtype must be auto, bfloat16 or float16, got '{name}'")
     if name == "float16" and device.type != "cuda":
         raise UserError("train.amp_dtype=float16 needs CUDA; on the CPU use bfloat16 (or auto)")
     if name == "bfloat16" and device.type == "cuda" and not has_bfloat16_hardware(device):

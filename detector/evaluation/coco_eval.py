@@ -19,13 +19,14 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from ..config import EVAL_BACKENDS
 from ..errors import require
 
 logger = logging.getLogger(__name__)
 logging.getLogger("faster_coco_eval").setLevel(logging.WARNING)  # it logs every COCOeval line at INFO
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
-BACKENDS = ("auto", "hotcoco", "faster_coco_eval", "pycocotools")  # a backend is named as its module
+BACKENDS = EVAL_BACKENDS  # declared with the config; a backend is named as its module
 TIDE_ERRORS = ("Cls", "Loc", "Both", "Dupe", "Bkg", "Miss")
 
 
@@ -35,8 +36,6 @@ def _installed(backend: str) -> bool:
 
 def resolve_backend(backend: str) -> str:
     """``eval.backend`` -> the module that evaluates: ``auto`` is the first one installed."""
-    if backend not in BACKENDS:
-        raise ValueError(f"eval.backend must be one of {', '.join(BACKENDS)}, got '{backend}'")
     if backend == "auto":
         return next(b for b in BACKENDS[1:] if _installed(b))
     if backend == "faster_coco_eval":  # the one backend that is not a dependency

@@ -10,9 +10,9 @@ from tqdm import tqdm
 
 from .. import comm
 from ..data import CocoDetection, batches, build_eval_loader
-from ..visualization import plot_confusion_matrix, plot_pr_curves
+from ..figures import plot_confusion_matrix, plot_pr_curves
 from .coco_eval import detections_to_coco_results, evaluate_coco, format_table, write_metrics
-from .errors import confusion_matrix
+from .error_types import confusion_matrix
 
 logger = logging.getLogger(__name__)
 

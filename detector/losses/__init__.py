@@ -1,7 +1,8 @@
 """Classification and box losses.
 
-Registered factories take their config node (``cfg.loss.cls`` or ``cfg.loss.box``) and
-return the loss object; ``build_cls_loss`` / ``build_box_loss`` are the only readers.
+Each loss is one file: the loss, the config dataclass of its keys (defaults and valid ranges),
+and its registration with that config; the registered factory takes the loss's config
+(``cfg.loss.cls`` or ``cfg.loss.box``) and returns the loss object.
 """
 from ..registry import REGISTRY
 from .box import GIoULoss, L1Loss, SmoothL1Loss
@@ -13,7 +14,7 @@ from .focal import (
     softmax_focal_loss,
 )
 from .focal_star import FocalStarLoss, focal_star_loss
-from .ghm import GHMCLoss
+from .ghm import GHMCLoss, GHMRLoss
 from .poly1 import Poly1FocalLoss, poly1_focal_loss
 from .quality_focal import QualityFocalLoss, quality_focal_loss
 from .varifocal import VarifocalLoss, varifocal_loss
@@ -21,17 +22,18 @@ from .varifocal import VarifocalLoss, varifocal_loss
 
 def build_cls_loss(cfg):
     """``cfg.loss.cls`` -> a classification loss object (see :class:`SigmoidFocalLoss`)."""
-    return REGISTRY.get("cls_loss", cfg.loss.cls.name)(cfg.loss.cls)
+    return REGISTRY.build("cls_loss", cfg.loss.cls)
 
 
 def build_box_loss(cfg):
     """``cfg.loss.box`` -> a box loss object (see :mod:`detector.losses.box`)."""
-    return REGISTRY.get("box_loss", cfg.loss.box.name)(cfg.loss.box)
+    return REGISTRY.build("box_loss", cfg.loss.box)
 
 
 __all__ = [
     "FocalStarLoss",
     "GHMCLoss",
+    "GHMRLoss",
     "Poly1FocalLoss",
     "QualityFocalLoss",
     "VarifocalLoss",

@@ -6,16 +6,26 @@ in pixels) and returns the loss per anchor, ``[...]``, in float32 (float64 for f
 the model sums it over the foreground anchors. Smooth L1 and L1 compare deltas; GIoU compares
 decoded boxes.
 """
+from dataclasses import dataclass
+
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..config import NOT_NEGATIVE, BoxLossConfig, param
 from ..registry import REGISTRY
 from ..structures import generalized_box_iou_pairwise
 from .targets import at_least_float32
 
 
+@dataclass
+class SmoothL1Config(BoxLossConfig):
+    """``loss.box`` of ``smooth_l1``: beta 0.1 (the paper's RetinaNet)."""
+
+    beta: float = param(0.1, **NOT_NEGATIVE)
+
+
 class SmoothL1Loss:
-    def __init__(self, beta: float = 0.1) -> None:
+    def __init__(self, beta: float = SmoothL1Config.beta) -> None:
         self.beta = beta
 
     def __call__(self, pred_deltas: Tensor, anchors: Tensor, gt_boxes: Tensor, box_coder) -> Tensor:
@@ -36,16 +46,16 @@ class GIoULoss:
         return 1.0 - generalized_box_iou_pairwise(pred_boxes, gt_boxes)
 
 
-@REGISTRY.register("box_loss", "smooth_l1")
-def _build_smooth_l1(cfg) -> SmoothL1Loss:
+@REGISTRY.register("box_loss", "smooth_l1", config=SmoothL1Config)
+def _build_smooth_l1(cfg: SmoothL1Config) -> SmoothL1Loss:
     return SmoothL1Loss(beta=cfg.beta)
 
 
-@REGISTRY.register("box_loss", "l1")
-def _build_l1(cfg) -> L1Loss:
+@REGISTRY.register("box_loss", "l1", config=BoxLossConfig)
+def _build_l1(cfg: BoxLossConfig) -> L1Loss:
     return L1Loss()
 
 
-@REGISTRY.register("box_loss", "giou")
-def _build_giou(cfg) -> GIoULoss:
+@REGISTRY.register("box_loss", "giou", config=BoxLossConfig)
+def _build_giou(cfg: BoxLossConfig) -> GIoULoss:
     return GIoULoss()

@@ -5,12 +5,14 @@ alpha-balanced cross-entropy (gamma=0, alpha=0.75) are the same function with ot
 parameters, so every preset runs through one code path. ``softmax_focal_loss`` is the
 multi-class variant for a head with an explicit background logit.
 """
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..config import ALPHA, NOT_NEGATIVE, ComponentConfig, param
 from ..registry import REGISTRY
 from .targets import at_least_float32
 
@@ -187,6 +189,15 @@ def sigmoid_focal_loss_from_labels(logits: Tensor, labels: Tensor, alpha: float 
     return _LabelSigmoidFocalLoss.apply(flat_logits, flat_labels, alpha, gamma)
 
 
+@dataclass
+class FocalConfig(ComponentConfig):
+    """``loss.cls`` of ``sigmoid_focal`` and ``softmax_focal``: the paper's alpha and gamma
+    (alpha < 0: no balancing; with gamma 0 the sigmoid loss is CE or alpha-balanced CE)."""
+
+    alpha: float = param(0.25, **ALPHA)
+    gamma: float = param(2.0, **NOT_NEGATIVE)
+
+
 class SigmoidFocalLoss:
     """Classification loss for a head with K sigmoid outputs per anchor.
 
@@ -197,7 +208,7 @@ class SigmoidFocalLoss:
 
     background_logit = False  # True: the head predicts K + 1 logits, background last (softmax)
 
-    def __init__(self, alpha: float = 0.25, gamma: float = 2.0) -> None:
+    def __init__(self, alpha: float = FocalConfig.alpha, gamma: float = FocalConfig.gamma) -> None:
         self.alpha = alpha
         self.gamma = gamma
 
@@ -210,7 +221,7 @@ class SoftmaxFocalLoss:
 
     background_logit = True
 
-    def __init__(self, alpha: Optional[float] = None, gamma: float = 2.0) -> None:
+    def __init__(self, alpha: Optional[float] = None, gamma: float = FocalConfig.gamma) -> None:
         self.alpha = alpha
         self.gamma = gamma
 
@@ -220,12 +231,12 @@ class SoftmaxFocalLoss:
         return (loss * valid).sum()
 
 
-@REGISTRY.register("cls_loss", "sigmoid_focal")
-def _build_sigmoid_focal(cfg) -> SigmoidFocalLoss:
+@REGISTRY.register("cls_loss", "sigmoid_focal", config=FocalConfig)
+def _build_sigmoid_focal(cfg: FocalConfig) -> SigmoidFocalLoss:
     return SigmoidFocalLoss(alpha=cfg.alpha, gamma=cfg.gamma)
 
 
-@REGISTRY.register("cls_loss", "softmax_focal")
-def _build_softmax_focal(cfg) -> SoftmaxFocalLoss:
+@REGISTRY.register("cls_loss", "softmax_focal", config=FocalConfig)
+def _build_softmax_focal(cfg: FocalConfig) -> SoftmaxFocalLoss:
     # alpha < 0 means "no balancing" for both heads, as in torchvision's contract.
     return SoftmaxFocalLoss(alpha=None if cfg.alpha < 0 else cfg.alpha, gamma=cfg.gamma)

@@ -10,9 +10,12 @@ as for FL, the elements are weighted by alpha_t (alpha for positives, 1 - alpha 
 negatives; alpha < 0: no weighting). The gradient, -sigmoid(-(gamma x_t + beta)) dx_t/dx, is
 autograd's.
 """
+from dataclasses import dataclass
+
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..config import ALPHA, ComponentConfig, param
 from ..registry import REGISTRY
 from .targets import at_least_float32, element_targets
 
@@ -29,10 +32,20 @@ def focal_star_loss(logits: Tensor, targets: Tensor, gamma: float = 2.0, beta: f
     return loss
 
 
+@dataclass
+class FocalStarConfig(ComponentConfig):
+    """``loss.cls`` of ``focal_star``: the paper's appendix, gamma 2 and beta 1."""
+
+    alpha: float = param(0.25, **ALPHA)
+    gamma: float = param(2.0, gt=0.0, text="> 0 (FL* divides by gamma)")
+    beta: float = 1.0  # the shift of gamma * x_t + beta
+
+
 class FocalStarLoss:
     background_logit = False
 
-    def __init__(self, gamma: float = 2.0, beta: float = 1.0, alpha: float = 0.25) -> None:
+    def __init__(self, gamma: float = FocalStarConfig.gamma, beta: float = FocalStarConfig.beta,
+                 alpha: float = FocalStarConfig.alpha) -> None:
         if gamma <= 0:
             raise ValueError(f"FL* divides by gamma: it must be > 0, got {gamma}")
         self.gamma, self.beta, self.alpha = gamma, beta, alpha
@@ -43,6 +56,6 @@ class FocalStarLoss:
         return (focal_star_loss(logits, targets, self.gamma, self.beta, self.alpha) * valid).sum()
 
 
-@REGISTRY.register("cls_loss", "focal_star")
-def _build(cfg) -> FocalStarLoss:
-    return FocalStarLoss(cfg.gamma, 1.0 if cfg.beta is None else cfg.beta, cfg.alpha)
+@REGISTRY.register("cls_loss", "focal_star", config=FocalStarConfig)
+def _build(cfg: FocalStarConfig) -> FocalStarLoss:
+    return FocalStarLoss(cfg.gamma, cfg.beta, cfg.alpha)

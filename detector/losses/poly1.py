@@ -9,10 +9,13 @@ p_t is small, epsilon < 0 removes it; the paper tunes epsilon per task, the defa
 (``loss.cls.epsilon``) is 1. (1 - p_t) is taken in log space, log(1 - p_t) =
 logsigmoid(-x_t), so that saturated logits stay finite.
 """
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..config import ALPHA, NOT_NEGATIVE, ComponentConfig, param
 from ..registry import REGISTRY
 from .focal import sigmoid_focal_loss
 from .targets import at_least_float32, element_targets
@@ -27,10 +30,20 @@ def poly1_focal_loss(logits: Tensor, targets: Tensor, alpha: float = 0.25, gamma
     return sigmoid_focal_loss(x, t, alpha, gamma) + epsilon * one_minus_pt.pow(gamma + 1)
 
 
+@dataclass
+class Poly1Config(ComponentConfig):
+    """``loss.cls`` of ``poly1_focal``: FL (alpha, gamma) + epsilon (1 - p_t)^(gamma + 1)."""
+
+    alpha: float = param(0.25, **ALPHA)
+    gamma: float = param(2.0, **NOT_NEGATIVE)
+    epsilon: float = 1.0
+
+
 class Poly1FocalLoss:
     background_logit = False
 
-    def __init__(self, alpha: float = 0.25, gamma: float = 2.0, epsilon: float = 1.0) -> None:
+    def __init__(self, alpha: float = Poly1Config.alpha, gamma: float = Poly1Config.gamma,
+                 epsilon: float = Poly1Config.epsilon) -> None:
         self.alpha, self.gamma, self.epsilon = alpha, gamma, epsilon
 
     def __call__(self, logits: Tensor, gt_labels: Tensor) -> Tensor:
@@ -38,6 +51,6 @@ class Poly1FocalLoss:
         return (poly1_focal_loss(logits, targets, self.alpha, self.gamma, self.epsilon) * valid).sum()
 
 
-@REGISTRY.register("cls_loss", "poly1_focal")
-def _build(cfg) -> Poly1FocalLoss:
+@REGISTRY.register("cls_loss", "poly1_focal", config=Poly1Config)
+def _build(cfg: Poly1Config) -> Poly1FocalLoss:
     return Poly1FocalLoss(cfg.alpha, cfg.gamma, cfg.epsilon)

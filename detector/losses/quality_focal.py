@@ -11,10 +11,13 @@ i.e. the binary cross-entropy against y, scaled by the distance to it raised to 
 the paper). For y in {0, 1} and beta = gamma it is the focal loss without alpha. The scale is
 not detached (as in mmdetection's ``quality_focal_loss``).
 """
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..config import NOT_NEGATIVE, ComponentConfig, param
 from ..registry import REGISTRY
 from .targets import at_least_float32, element_targets
 
@@ -27,11 +30,18 @@ def quality_focal_loss(logits: Tensor, quality_targets: Tensor, beta: float = 2.
     return F.binary_cross_entropy_with_logits(x, y, reduction="none") * scale
 
 
+@dataclass
+class QualityFocalConfig(ComponentConfig):
+    """``loss.cls`` of ``quality_focal``: beta, the exponent of |y - sigma| (2 in the paper)."""
+
+    beta: float = param(2.0, **NOT_NEGATIVE)
+
+
 class QualityFocalLoss:
     background_logit = False
     uses_quality = True  # the model passes each anchor's IoU as a third argument
 
-    def __init__(self, beta: float = 2.0) -> None:
+    def __init__(self, beta: float = QualityFocalConfig.beta) -> None:
         self.beta = beta
 
     def __call__(self, logits: Tensor, gt_labels: Tensor, quality: Tensor) -> Tensor:
@@ -39,6 +49,6 @@ class QualityFocalLoss:
         return (quality_focal_loss(logits, targets, self.beta) * valid).sum()
 
 
-@REGISTRY.register("cls_loss", "quality_focal")
-def _build(cfg) -> QualityFocalLoss:
-    return QualityFocalLoss(2.0 if cfg.beta is None else cfg.beta)
+@REGISTRY.register("cls_loss", "quality_focal", config=QualityFocalConfig)
+def _build(cfg: QualityFocalConfig) -> QualityFocalLoss:
+    return QualityFocalLoss(cfg.beta)

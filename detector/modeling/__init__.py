@@ -1,6 +1,4 @@
 """The RetinaNet model; :func:`build_model` is the one place that reads ``cfg.model``."""
-from typing import Union
-
 from ..config import ConfigError, resize_in_training, where_set
 from ..losses import build_box_loss, build_cls_loss
 from ..registry import REGISTRY, load_plugins
@@ -26,12 +24,10 @@ def build_anchor_generator(cfg) -> AnchorGenerator:
                            stride_mode=a.stride_mode)
 
 
-def build_matcher(cfg) -> Union[Matcher, ATSSMatcher]:
-    """``cfg.model.matcher`` -> the anchor-to-box assignment of training and the anchor statistics."""
-    m = cfg.model.matcher
-    if m.name == "atss":
-        return ATSSMatcher(m.topk)
-    return Matcher(m.fg_iou_thresh, m.bg_iou_thresh, m.allow_low_quality_matches)
+def build_matcher(cfg):
+    """``cfg.model.matcher`` -> the anchor-to-box assignment of training and the anchor
+    statistics (:class:`Matcher`, :class:`ATSSMatcher` or a plugin's)."""
+    return REGISTRY.build("matcher", cfg.model.matcher)
 
 
 def build_preprocessor(cfg) -> Preprocessor:
@@ -40,15 +36,14 @@ def build_preprocessor(cfg) -> Preprocessor:
 
 
 def check_names(cfg) -> None:
-    """The registered names the config uses exist (plugins imported first): what the schema
-    cannot check, since plugins add names. A :class:`ConfigError` names the key otherwise."""
+    """The backbone the config names exists (plugins imported first): what the schema cannot
+    check, since plugins add names. (The losses and the matcher are checked when the config
+    loads, against their own configs.) A :class:`ConfigError` names the key otherwise."""
     load_plugins(cfg.plugins)
-    for kind, key, name in (("backbone", "model.backbone.name", cfg.model.backbone.name),
-                            ("cls_loss", "loss.cls.name", cfg.loss.cls.name),
-                            ("box_loss", "loss.box.name", cfg.loss.box.name)):
-        if name not in REGISTRY.names(kind):
-            raise ConfigError(f"config key '{key}' must be one of {', '.join(REGISTRY.names(kind))} (or a "
-                              f"plugin's name), got {name!r}{where_set(cfg, key)}")
+    name = cfg.model.backbone.name
+    if name not in REGISTRY.names("backbone"):
+        raise ConfigError(f"config key 'model.backbone.name' must be one of {', '.join(REGISTRY.names('backbone'))} "
+                          f"(or a plugin's name), got {name!r}{where_set(cfg, 'model.backbone.name')}")
 
 
 def build_model(cfg) -> RetinaNet:

@@ -5,17 +5,12 @@ from typing import List, Tuple
 import torch
 from torch import Tensor, nn
 
-from ..errors import UserError
 from .norm import group_norm
-
-HEAD_NORMS = ("none", "gn")
 
 
 def _subnet(channels: int, num_convs: int, norm: str) -> nn.ModuleList:
     """``num_convs`` blocks of 3x3 conv (+ GroupNorm) + ReLU. Each block is a Sequential whose
     first entry is the conv, as in torchvision's head, so weights map one to one."""
-    if norm not in HEAD_NORMS:
-        raise UserError(f"model.head.norm must be one of {HEAD_NORMS}, got '{norm}'")
     blocks = []
     for _ in range(num_convs):
         layers = [nn.Conv2d(channels, channels, 3, padding=1, bias=norm == "none")]

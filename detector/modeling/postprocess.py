@@ -1,5 +1,17 @@
 """Inference: score threshold, top-k per level, decode, class-aware NMS, for a whole batch.
 
+It computes what torchvision's RetinaNet computes with a loop per image and per level, written
+out plainly in ``tests/modeling/test_postprocess.py::_reference`` and tested equal to it; the
+comments marked "reference step N" say which of its steps each part does:
+
+1. per (image, level), the (anchor, class) pairs scoring over ``score_thresh``;
+2. of those, the ``topk_candidates`` best (a tie at the k-th place as ``topk`` breaks it, as in
+   torchvision);
+3. their boxes decoded from the anchors and clipped to the image;
+4. NMS within each class of the image (of two tied boxes, the candidate with the lower (anchor,
+   class) index is kept, and comes first);
+5. the ``max_detections_per_image`` best, by decreasing score.
+
 The same function runs eagerly and under the ONNX tracer (``detector export``, one image).
 Eagerly, the top-k of every (image, level) and the NMS per (image, class) find their groups
 on the host; traced, those steps take their ONNX-friendly form (a top-k per level with a
@@ -51,7 +63,9 @@ def postprocess_detections(
         of each level and image, NMS within each class and image.
     """
     num_images, num_anchors = logits.shape[:2]
+    # reference step 1, for every image and level at once: candidates in (image, anchor, class) order
     rows, flat, scores, num_classes = _candidates(logits, scores_fn, score_thresh, min_logit)
+    # reference step 2: the runs of one (image, level) are contiguous in that order
     keep = _top_k_per_level(rows, flat, scores, num_classes, num_images, num_anchors, level_sizes,
                             topk_candidates)
     flat, scores = flat[keep], scores[keep]
@@ -59,15 +73,17 @@ def postprocess_detections(
     row = rows[torch.div(flat, num_classes, rounding_mode="floor")]
     image_idx, anchor_idx = torch.div(row, num_anchors, rounding_mode="floor"), row % num_anchors
 
+    # reference step 3
     boxes = box_coder.decode(deltas[image_idx, anchor_idx].float(), anchors[anchor_idx])
     boxes = torch.minimum(boxes.clamp(min=0), _limits(image_sizes, boxes)[image_idx])
 
-    # NMS within each (image, class) group, for the whole batch at once.
+    # reference step 4: NMS within each (image, class) group, for the whole batch at once.
     kept = _batched_nms(boxes, scores, image_idx * num_classes + labels, nms_thresh)
     if torch.jit.is_tracing():  # one image
         kept = kept[:max_detections_per_image]
         return [{"boxes": boxes[kept], "scores": scores[kept], "labels": labels[kept]}]
-    # kept is sorted by score; a stable sort by image keeps that order within each image.
+    # reference step 5. kept is sorted by score; a stable sort by image keeps that order within
+    # each image, and the rank in the image cuts at max_detections_per_image.
     kept = kept[torch.sort(image_idx[kept], stable=True).indices]
     kept = kept[_rank_in_group(image_idx[kept], num_images) < max_detections_per_image]
     per_image = torch.bincount(image_idx[kept], minlength=num_images).tolist()
@@ -129,7 +145,8 @@ def _top_k_per_level(rows: Tensor, flat: Tensor, scores: Tensor, num_classes, nu
             keep.append(first + scores[first:last].topk(k).indices)
         elif last > first:
             keep.append(torch.arange(first, last, device=flat.device))
-    return torch.cat(keep) if keep else flat.new_zeros(0)
+    # back in (image, anchor, class) order, which NMS's stable sort keeps among equal scores
+    return torch.cat(keep).sort().values if keep else flat.new_zeros(0)
 
 
 def _limits(image_sizes: List[Tuple[int, int]], like: Tensor) -> Tensor:

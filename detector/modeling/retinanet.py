@@ -10,7 +10,7 @@ from ..structures import box_iou_aligned
 from .anchors import AnchorGenerator
 from .box_coder import BoxCoder
 from .head import RetinaNetHead
-from .matcher import Matcher
+from .matcher import BACKGROUND, IGNORE, Matcher
 from .postprocess import postprocess_detections
 from .preprocess import Preprocessor, rescale_boxes
 
@@ -129,11 +129,12 @@ class RetinaNet(nn.Module):
         for i, t in enumerate(targets):  # padding only; matching below is batched
             gt_boxes[i, : len(t["boxes"])] = t["boxes"].to(device, torch.float32)
             gt_classes[i, : len(t["labels"])] = t["labels"].to(device)
-        matches = self.matcher.assign(anchors, gt_boxes, gt_classes >= 0, level_sizes)  # [N, R]
+        matches = self.matcher.assign(anchors, gt_boxes, gt_classes >= 0, level_sizes,
+                                      self.anchor_generator.num_anchors)  # [N, R]
         fg = matches >= 0
         index = matches.clamp(min=0)
         labels = gt_classes.gather(1, index)
-        labels = torch.where(fg, labels, torch.where(matches == -1, self.num_classes, -1))
+        labels = torch.where(fg, labels, torch.where(matches == BACKGROUND, self.num_classes, IGNORE))
         matched = gt_boxes.gather(1, index[..., None].expand(-1, -1, 4))
         matched = torch.where(fg[..., None], matched, anchors[None])
         return labels, matched
@@ -174,6 +175,9 @@ class RetinaNet(nn.Module):
             loss_cls = self.cls_loss(logits, gt_labels)
         if not getattr(self.cls_loss, "normalized", False):  # GHM-C divides by its own count
             loss_cls = loss_cls / normalizer
-        box = self.box_loss(deltas, anchors[None].expand_as(matched_boxes), matched_boxes, self.box_coder)
-        loss_box = (box * fg).sum() / normalizer
+        expanded = anchors[None].expand_as(matched_boxes)
+        if getattr(self.box_loss, "normalized", False):  # GHM-R: weighs and divides its foreground itself
+            loss_box = self.box_loss(deltas, expanded, matched_boxes, self.box_coder, fg)
+        else:
+            loss_box = (self.box_loss(deltas, expanded, matched_boxes, self.box_coder) * fg).sum() / normalizer
         return {"loss_cls": loss_cls, "loss_box": self.box_loss_weight * loss_box}

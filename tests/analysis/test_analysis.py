@@ -6,7 +6,7 @@ import torch
 
 from detector.analysis import curves, gradients, smooth_max
 from detector.analysis.loss_distribution import cumulative, share_of_easiest
-from detector.analysis.report import run_analysis
+from detector.analysis.loss_report import run_analysis
 
 
 def test_worked_example_to_1e_7():

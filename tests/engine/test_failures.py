@@ -11,7 +11,7 @@ import pytest
 # A classification loss that fails on its third call, i.e. in the middle of training.
 FAILING_LOSS = """
 from detector.errors import UserError
-from detector.losses.focal import SigmoidFocalLoss
+from detector.losses.focal import FocalConfig, SigmoidFocalLoss
 from detector.registry import REGISTRY
 
 
@@ -25,7 +25,7 @@ class FailingLoss(SigmoidFocalLoss):
         return super().__call__(logits, gt_labels)
 
 
-@REGISTRY.register("cls_loss", "failing")
+@REGISTRY.register("cls_loss", "failing", config=FocalConfig)
 def build(cfg):
     return FailingLoss(cfg.alpha, cfg.gamma)
 """

@@ -86,9 +86,11 @@ def test_non_finite_loss_stops_with_the_terms(tiny_config, tmp_path):
     ["loss.cls.name=varifocal", "loss.cls.alpha=0.75"],
     ["loss.cls.name=quality_focal"],
     ["loss.cls.name=ghm_c"],
+    ["loss.cls.name=ghm_c", "loss.box.name=ghm_r"],  # the GHM paper's pair
     ["model.matcher.name=atss"],
     ["loss.cls.name=varifocal", "model.matcher.name=atss", "train.amp=true"],  # bfloat16 autocast on the CPU
-], ids=["focal_star", "poly1_focal", "varifocal", "quality_focal", "ghm_c", "atss", "varifocal+atss+amp"])
+], ids=["focal_star", "poly1_focal", "varifocal", "quality_focal", "ghm_c", "ghm_c+ghm_r", "atss",
+        "varifocal+atss+amp"])
 def test_the_successors_and_atss_train_end_to_end(tiny_config, tmp_path, overrides):
     out = str(tmp_path / "run")
     cfg = load_config(tiny_config, [f"output_dir={out}", "train.max_iter=4", "train.log_period=2",

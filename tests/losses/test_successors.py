@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from detector.losses import FocalStarLoss, GHMCLoss, Poly1FocalLoss, QualityFocalLoss, VarifocalLoss
+from detector.losses import FocalStarLoss, GHMCLoss, GHMRLoss, Poly1FocalLoss, QualityFocalLoss, VarifocalLoss
 
 K = 4
 
@@ -83,6 +83,17 @@ def test_poly1_is_focal_loss_plus_epsilon_times_one_minus_pt_to_gamma_plus_one(e
     assert one.item() == pytest.approx(0.25 * 0.25 * math.log(2) + epsilon * 0.125)
 
 
+def test_varifocal_keeps_a_foreground_anchor_whose_box_misses_a_positive():
+    # IoU 0 for a foreground anchor: the reference clamps the target to 1e-6, so the anchor stays
+    # a positive weighted by its (tiny) target, not a negative weighted by alpha p^gamma.
+    x = torch.tensor([[[2.0]]], dtype=torch.float64)  # p = 0.88: as a negative it would cost 0.75 * 0.77 * 2.13
+    loss = VarifocalLoss()(x, torch.tensor([[0]]), torch.zeros(1, 1, dtype=torch.float64))
+    q = 1e-6
+    expected = -q * (q * F.logsigmoid(x) + (1 - q) * F.logsigmoid(-x)).sum()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-9)
+    assert loss.item() < 1e-5
+
+
 def test_varifocal_weights_positives_by_their_iou_and_negatives_by_alpha_p_to_gamma():
     logits, labels, quality = _inputs()
     q, valid = _formula_targets(labels, quality)
@@ -129,22 +140,48 @@ def test_quality_focal_with_hard_targets_is_the_focal_loss_without_alpha():
 
 
 def test_ghm_c_weights_each_element_by_the_inverse_gradient_density_by_hand():
-    # Four valid elements (one anchor of one image is ignored), 10 bins, no momentum.
-    # targets: anchor 0 is class 0 (of K=2), anchor 1 background, anchor 2 ignored.
-    x = torch.tensor([[[0.0, -3.0], [-2.0, 1.5], [9.0, 9.0]]], dtype=torch.float64)
-    labels = torch.tensor([[0, 2, -1]])
-    p = torch.sigmoid(x)[0, :2].flatten().tolist()
-    t = [1.0, 0.0, 0.0, 0.0]
-    g = [abs(pi - ti) for pi, ti in zip(p, t)]
-    bins = [min(int(gi * 10), 9) for gi in g]  # 0.5 -> 5, 0.047 -> 0, 0.119 -> 1, 0.818 -> 8
-    counts = {b: bins.count(b) for b in bins}
-    n, total = len(counts), 4.0
-    weights = [total / counts[b] / n for b in bins]
+    # Six valid elements in three bins of 10 (one anchor is ignored), no momentum: three easy
+    # negatives share bin 0, two uncertain ones bin 5, one missed positive bin 8. The weight of a
+    # bin is N / (n * count): 6 / (3 * 3), 6 / (3 * 2), 6 / (3 * 1), so they differ from 1 and
+    # from each other, and plain BCE (every weight 1) is not the answer.
+    # K = 2; anchor 0: class 0, anchors 1 and 2: background, anchor 3 ignored.
+    x = torch.tensor([[[-1.5, -4.0], [-4.0, 0.0], [-4.0, 0.0], [7.0, 7.0]]], dtype=torch.float64)
+    labels = torch.tensor([[0, 2, 2, -1]])
+    p = torch.sigmoid(x)[0, :3].flatten().tolist()
+    t = [1.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    bins = [min(int(abs(pi - ti) * 10), 9) for pi, ti in zip(p, t)]
+    assert bins == [8, 0, 0, 5, 0, 5]
+    weights = [6 / (3 * bins.count(b)) for b in bins]  # 2, 2/3, 2/3, 1, 2/3, 1
     bce = [-math.log(pi) if ti else -math.log(1 - pi) for pi, ti in zip(p, t)]
-    expected = sum(w * c for w, c in zip(weights, bce)) / total
+    expected = sum(w * c for w, c in zip(weights, bce)) / 6
+    assert expected != pytest.approx(sum(bce) / 6, rel=1e-3)  # the weights decide
     loss = GHMCLoss(bins=10, momentum=0.0)
     assert loss(x, labels).item() == pytest.approx(expected, rel=1e-12)
     assert loss.normalized  # the model does not divide it by the foreground count again
+
+
+def test_ghm_r_weighs_the_authentic_smooth_l1_of_the_foreground_by_hand():
+    # Two foreground anchors (8 coordinates) and a background one (not counted). Deltas off the
+    # target by d: ASL1 = sqrt(d^2 + mu^2) - mu, g = |d| / sqrt(d^2 + mu^2), 10 bins, no momentum.
+    from detector.modeling.box_coder import BoxCoder
+
+    mu, coder = 0.02, BoxCoder()
+    anchors = torch.tensor([[[0.0, 0.0, 10.0, 10.0], [5.0, 5.0, 25.0, 20.0], [0.0, 0.0, 8.0, 8.0]]],
+                           dtype=torch.float64)
+    gt = torch.tensor([[[1.0, 0.0, 12.0, 11.0], [4.0, 6.0, 24.0, 22.0], [0.0, 0.0, 8.0, 8.0]]], dtype=torch.float64)
+    d = [0.0, 0.0, 0.0, 0.02, 0.02, 1.0, -1.0, 0.0005]  # g: 0, 0, 0, 0.71, 0.71, 1.0, 1.0, 0.02
+    offsets = torch.tensor(d + [5.0] * 4, dtype=torch.float64).view(1, 3, 4)  # the background's: ignored
+    pred = coder.encode(anchors, gt) + offsets
+    g = [abs(x) / math.sqrt(x * x + mu * mu) for x in d]
+    bins = [min(int(v * 10), 9) for v in g]
+    assert bins == [0, 0, 0, 7, 7, 9, 9, 0]
+    weights = [8 / (3 * bins.count(b)) for b in bins]  # 8 / (3 * 4), 8 / (3 * 2), 8 / (3 * 2)
+    asl1 = [math.sqrt(x * x + mu * mu) - mu for x in d]
+    expected = sum(w * v for w, v in zip(weights, asl1)) / 8
+    loss = GHMRLoss(mu=mu, bins=10, momentum=0.0)
+    got = loss(pred, anchors, gt, coder, torch.tensor([[True, True, False]]))
+    assert got.item() == pytest.approx(expected, rel=1e-9)
+    assert loss.normalized
 
 
 def test_ghm_c_momentum_accumulates_the_bin_counts_and_is_saved():

@@ -1,5 +1,7 @@
-"""ATSS on hand-built anchors: the candidates per level, the mean + std threshold, the
-centre-inside rule, one box per anchor, and padding."""
+"""ATSS on hand-built anchors: the candidates per level (every anchor of the nearest
+locations), the mean + sample std threshold, the centre-inside rule, one box per anchor, and
+padding. Each rule has a case it decides: the same case under the rule changed gives another
+answer (computed by hand beside it)."""
 import statistics
 
 import torch
@@ -32,13 +34,6 @@ def test_one_box_by_hand():
     assert got.tolist() == [expected]
 
 
-def test_a_candidate_whose_centre_is_outside_the_box_is_not_positive():
-    # a thin box beside anchor 4's centre (10, 10): high IoU with nothing, centre rule decides
-    box = [0.0, 0.0, 9.0, 20.0]  # anchor 4 [0, 0, 20, 20] has IoU 0.45 but its centre x = 10 > 9
-    got = ATSSMatcher(topk=4).assign(ANCHORS, torch.tensor([[box]]), torch.tensor([[True]]), LEVELS)
-    assert got[0, 4] == BACKGROUND
-
-
 def test_an_anchor_positive_for_two_boxes_goes_to_the_one_it_overlaps_most_and_padding_claims_nothing():
     # anchor 0 passes both boxes' thresholds (IoU 0.93 with box 0, 0.96 with box 1)
     boxes = torch.tensor([[[0.0, 0.0, 10.8, 10.0], [0.0, 0.0, 10.0, 10.4], [0, 0, 40, 20]]])
@@ -54,3 +49,68 @@ def test_an_anchor_positive_for_two_boxes_goes_to_the_one_it_overlaps_most_and_p
 def test_images_without_boxes_are_all_background():
     got = ATSSMatcher().assign(ANCHORS, torch.zeros(2, 0, 4), torch.zeros(2, 0, dtype=torch.bool), LEVELS)
     assert got.tolist() == [[BACKGROUND] * 6] * 2
+
+
+# Two anchors per location: a 10 x 10 square and a 20 x 10 wide one. Level 0: 4 locations 10 px
+# apart along y = 5 (anchors 0..7, the location's two in a row); level 1: 2 locations 20 px apart
+# along y = 10, 20 x 20 and 40 x 20 (anchors 8..11).
+def _locations(stride, count, shapes):
+    return [[stride * (i + 0.5) - w / 2, stride / 2 - h / 2, stride * (i + 0.5) + w / 2, stride / 2 + h / 2]
+            for i in range(count) for w, h in shapes]
+
+
+PAIRS = torch.tensor(_locations(10, 4, [(10, 10), (20, 10)]) + _locations(20, 2, [(20, 20), (40, 20)]))
+PAIR_LEVELS = [8, 4]
+
+
+def _by_hand(box, topk, per_location=2, sample_std=True, centre_rule=True):
+    """The ATSS rule in plain Python on PAIRS: the positives for one box."""
+    centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+    candidates, start = [], 0
+    for size in PAIR_LEVELS:
+        level = range(start, start + size)
+        by_distance = sorted(level, key=lambda i: (((PAIRS[i][0] + PAIRS[i][2]) / 2 - centre[0]) ** 2
+                                                   + ((PAIRS[i][1] + PAIRS[i][3]) / 2 - centre[1]) ** 2, i))
+        candidates += by_distance[:topk * per_location]
+        start += size
+    ious = [_iou(PAIRS[i].tolist(), box) for i in candidates]
+    threshold = statistics.mean(ious) + (statistics.stdev(ious) if sample_std else statistics.pstdev(ious))
+    positives = []
+    for i, value in zip(candidates, ious):
+        cx, cy = (PAIRS[i][0] + PAIRS[i][2]) / 2, (PAIRS[i][1] + PAIRS[i][3]) / 2
+        inside = min(cx - box[0], cy - box[1], box[2] - cx, box[3] - cy) > 0.01
+        if value >= threshold and (inside or not centre_rule):
+            positives.append(i)
+    return sorted(positives)
+
+
+def _positives(box, topk):
+    got = ATSSMatcher(topk=topk).assign(PAIRS, torch.tensor([[box]]), torch.tensor([[True]]), PAIR_LEVELS,
+                                        anchors_per_location=2)[0]
+    return torch.nonzero(got == 0).flatten().tolist()
+
+
+def test_candidates_are_every_anchor_of_the_nearest_locations():
+    # centre (11, 5): the nearest location of level 0 is (15, 5), with the square (anchor 2) and the
+    # wide anchor 3 [5, 0, 25, 10] (IoU 0.68); level 1's nearest is (10, 10), anchors 8 and 9. The
+    # authors' code takes all four; one candidate per level (the nearest anchor) keeps 2 and 8,
+    # with no positive at all.
+    box = [0.0, 0.0, 22.0, 10.0]
+    assert _by_hand(box, topk=1) == [3]
+    assert _by_hand(box, topk=1, per_location=1) == []  # the rule decides
+    assert _positives(box, topk=1) == [3]
+
+
+def test_the_threshold_takes_the_sample_standard_deviation():
+    box = [0.0, 0.0, 18.0, 8.0]
+    assert _by_hand(box, topk=2) == [1]
+    assert _by_hand(box, topk=2, sample_std=False) == [0, 1]  # the population std would admit anchor 0
+    assert _positives(box, topk=2) == [1]
+
+
+def test_a_candidate_over_the_threshold_with_its_centre_outside_the_box_is_background():
+    # anchor 8 [0, 0, 20, 20] has IoU 0.40 with the box, over the threshold, but its centre x = 10 > 8
+    box = [0.0, 0.0, 8.0, 20.0]
+    assert _by_hand(box, topk=2) == [0]
+    assert _by_hand(box, topk=2, centre_rule=False) == [0, 8]
+    assert _positives(box, topk=2) == [0]

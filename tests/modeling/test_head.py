@@ -22,8 +22,3 @@ def test_prior_probability_bias_and_output_layout():
         x = block(x)
     raw = head.cls_score(x)
     torch.testing.assert_close(logits[:, (0 * 6 + 1) * 9 + 2, 1], raw[:, 2 * 3 + 1, 0, 1])
-
-
-def test_bad_norm():
-    with pytest.raises(ValueError, match="model.head.norm"):
-        RetinaNetHead(32, 9, 3, norm="bn")

@@ -32,7 +32,10 @@ def _reference(logits, deltas, anchors, image_sizes):
         for size in LEVEL_SIZES:
             scores = logits[i, start:start + size].sigmoid().flatten()
             keep = torch.nonzero(scores > THRESH).squeeze(1)
-            top, idx = scores[keep].topk(min(TOPK, keep.numel()))
+            # torchvision takes topk here, which orders equal scores as it happens to; a stable
+            # sort makes the reference's ties defined: the lower (anchor, class) index first
+            top, idx = scores[keep].sort(descending=True, stable=True)
+            top, idx = top[:TOPK], idx[:TOPK]
             idx = keep[idx]
             anchor_idx, labels = idx // NUM_CLASSES + start, idx % NUM_CLASSES
             boxes = coder.decode(deltas[i, anchor_idx], anchors[anchor_idx])
@@ -135,3 +138,39 @@ def test_the_model_scores_sigmoid_and_softmax_heads_and_prefilters_only_sigmoids
     scores = softmax.class_scores(logits)
     assert scores.shape == (2, 4, 4)  # the background column is dropped
     torch.testing.assert_close(scores, logits.softmax(-1)[..., :4])
+
+
+def _tied_inputs():
+    """Scores that tie: across the classes of one anchor, across levels, and between
+    overlapping boxes of one class that NMS must break by order."""
+    logits, deltas, anchors = _inputs(seed=4, num_images=2)
+    logits[:] = -20.0  # nothing scores but what is set here
+    deltas[:] = 0.0  # boxes are the anchors
+    anchors[3] = torch.tensor([10.0, 10.0, 40.0, 40.0])
+    anchors[7] = torch.tensor([11.0, 11.0, 41.0, 41.0])  # IoU 0.88 with anchor 3: one of them goes
+    anchors[130] = torch.tensor([50.0, 50.0, 90.0, 90.0])  # level 1
+    anchors[190] = torch.tensor([50.0, 50.0, 90.0, 90.0])  # level 2, the same box
+    for image in range(2):
+        logits[image, 3, :] = 1.0  # every class of anchor 3 ties
+        logits[image, 7, 2] = 1.0  # ties with anchor 3's class 2 and overlaps it
+        logits[image, 130, 4] = 0.5  # the same score on two levels, same box and class
+        logits[image, 190, 4] = 0.5
+    return logits, deltas, anchors
+
+
+@pytest.mark.parametrize("device_path", [False, True], ids=["cpu path", "gpu path"])
+def test_ties_are_broken_by_candidate_order(device_path, monkeypatch):
+    # Among equal scores the candidate with the lower (image, anchor, class) index comes first and
+    # is the one NMS keeps, in the fast path as in the reference (whose top-k is a stable sort).
+    if device_path:
+        monkeypatch.setattr(postprocess_module, "_nms_per_group", _nms_with_offsets)
+    logits, deltas, anchors = _tied_inputs()
+    sizes = [(100, 100)] * 2
+    got, expected = _run(logits, deltas, anchors, sizes, MIN_LOGIT), _reference(logits, deltas, anchors, sizes)
+    for g, e in zip(got, expected):
+        # anchor 3's five classes in class order; anchor 7 suppressed by anchor 3 in class 2 (the
+        # earlier of the two); the level-1 box of class 4 (the level-2 one, the same box, suppressed)
+        assert e["labels"].tolist() == [0, 1, 2, 3, 4, 4]
+        assert torch.equal(g["labels"], e["labels"]) and torch.equal(g["scores"], e["scores"])
+        torch.testing.assert_close(g["boxes"], e["boxes"])
+        assert not any(torch.equal(b, anchors[7]) for b in g["boxes"])

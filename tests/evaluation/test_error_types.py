@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hotcoco import COCO, COCOeval
 
-from detector.evaluation.errors import classify_detections, confusion_matrix
+from detector.evaluation.error_types import classify_detections, confusion_matrix
 
 GT_BOXES = np.array([[10, 10, 50, 50], [100, 100, 150, 150], [60, 10, 90, 40], [150, 10, 190, 50]], float)
 GT_LABELS = np.array([0, 1, 2, 0])

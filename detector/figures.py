@@ -1,14 +1,23 @@
-"""Plots written next to a run's outputs (matplotlib, headless). Other modules draw with
-the ``plt`` and :func:`save_figure` from here, so the backend is chosen in one place."""
+"""Figures written next to a run's outputs, and boxes drawn on images. Other modules draw with
+:func:`subplots` and :func:`save_figure` from here.
+
+Figures are matplotlib ``Figure`` objects written straight to their files, never through
+pyplot: nothing here chooses a backend or keeps a figure open, so a notebook that imports the
+package keeps its own backend, and a machine without a display needs none.
+"""
 import json
 import os
 from typing import Optional, Sequence
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+
+def subplots(*args, figsize=None, **kwargs):
+    """``(figure, axes)`` as ``plt.subplots`` gives them, for a figure that only :func:`save_figure`
+    writes (no pyplot, no backend)."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*args, **kwargs)
 
 
 def draw_boxes(image: np.ndarray, boxes, captions: Sequence[str], colors: Optional[Sequence[str]] = None,
@@ -38,7 +47,6 @@ def save_image(array: np.ndarray, out_path: str) -> str:
 def save_figure(fig, out_path: str) -> str:
     fig.tight_layout()
     fig.savefig(out_path, dpi=100)
-    plt.close(fig)
     return out_path
 
 
@@ -54,7 +62,7 @@ def plot_training(metrics_jsonl: str, out_path: str) -> str:
                 rows.append(row)
             elif "val/AP" in row:
                 evals.append(row)
-    fig, (ax, ax_lr) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, height_ratios=[3, 1])
+    fig, (ax, ax_lr) = subplots(2, 1, figsize=(8, 6), sharex=True, height_ratios=[3, 1])
     if rows:
         its = [r["iteration"] for r in rows]
         for key in sorted(k for k in rows[0] if k.startswith("loss")):
@@ -81,7 +89,7 @@ def plot_pr_curves(precision: np.ndarray, class_names: Sequence[str], out_path: 
     """Precision-recall at IoU 0.5 and 0.75 from COCOeval's ``precision`` ``[T, R, K, A, M]``:
     the mean over classes and the ``worst`` classes by AP."""
     recall = np.linspace(0, 1, precision.shape[1])
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    fig, axes = subplots(1, 2, figsize=(11, 4.5))
     per_class_ap = []
     for k in range(precision.shape[2]):
         p = precision[:, :, k, 0, -1]
@@ -113,7 +121,7 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], score_
     k = len(names)
     rows = matrix.sum(axis=1, keepdims=True)
     share = np.divide(matrix, rows, out=np.zeros(matrix.shape, dtype=float), where=rows > 0)
-    fig, ax = plt.subplots(figsize=(2.5 + 0.6 * k, 2 + 0.55 * k))
+    fig, ax = subplots(figsize=(2.5 + 0.6 * k, 2 + 0.55 * k))
     image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for i in range(k):
         for j in range(k):
