@@ -57,21 +57,30 @@ def cmd_eval(args) -> None:
 
 
 def cmd_predict(args) -> None:
+    from .errors import UserError
     from .inference import Detector, OnnxDetector, find_images, predict
 
-    paths = find_images(args.inputs)
+    image_ids = None
+    if args.split:  # the images of a data split, with their ids for coco_results.json
+        from .data import build_dataset
+
+        dataset = build_dataset(_load(args), args.split, training=False)
+        paths, image_ids = [dataset.image_path(i) for i in range(len(dataset))], list(dataset.ids)
+    elif args.inputs:
+        paths = find_images(args.inputs)
+    else:
+        raise UserError("name images or directories to predict on, or a data split with --split")
     if args.weights.endswith(".onnx"):  # an exported graph, run by ONNX Runtime
         detect = OnnxDetector(args.weights, max_image_pixels=_load(args).data.max_image_pixels)
         runner = "ONNX Runtime"
     else:
         detect = Detector.from_checkpoint(args.weights, args.config, args.overrides, device=args.device)
         runner = f"PyTorch on {detect.device}"
-    records = predict(detect, paths, args.output_dir, args.score_thresh)
+    records = predict(detect, paths, args.output_dir, args.score_thresh, image_ids=image_ids)
     failed = [r for r in records if "error" in r]
-    print(f"wrote {len(records) - len(failed)} drawn images and predictions.json to {args.output_dir} ({runner})")
+    coco = " and coco_results.json" if image_ids is not None else ""
+    print(f"wrote {len(records) - len(failed)} drawn images and predictions.json{coco} to {args.output_dir} ({runner})")
     if failed:
-        from .errors import UserError
-
         raise UserError(f"{len(failed)} of {len(records)} images could not be read (listed in predictions.json): "
                         + "; ".join(r["error"] for r in failed[:3]))
 
@@ -84,9 +93,9 @@ def cmd_export(args) -> None:
         args.overrides = [*args.overrides, f"export.opset={args.opset}"]
     cfg = _load(args)
     detector = Detector.from_checkpoint(args.weights, args.config, args.overrides, device="cpu")
-    export_onnx(detector.model, args.output, cfg.export.opset, detector.class_names)
+    export_onnx(detector.model, args.output, cfg.export.opset, detector.metadata)
     print(f"wrote {args.output}: input 'image' [H, W, 3] uint8 RGB; outputs 'boxes' [D, 4] xyxy in input "
-          f"pixels, 'scores' [D], 'labels' [D] (0..K-1); class names in its metadata")
+          f"pixels, 'scores' [D], 'labels' [D] (0..K-1); class names and category ids in its metadata")
     if args.no_check:
         return
     images, source = sample_images(cfg, args.check_images)
@@ -241,7 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", metavar="CONFIG", help="YAML config file")
     p.add_argument("--weights", required=True, metavar="CKPT_OR_ONNX",
                    help="checkpoint (.pth), or a graph from 'detector export' (.onnx, run by ONNX Runtime)")
-    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
+    p.add_argument("inputs", nargs="*", metavar="IMAGE_OR_DIR")
+    p.add_argument("--split", choices=["train", "val"],
+                   help="predict on the config's split instead; also writes coco_results.json (COCO results format)")
     p.add_argument("--output-dir", required=True, metavar="DIR")
     p.add_argument("--score-thresh", type=float, default=0.3, metavar="S", help="draw and keep detections above this")
     p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
@@ -362,8 +373,11 @@ def synopsis() -> List[str]:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     # argparse gives positionals after an option (CONFIG --output-dir D KEY=VALUE) to no one:
-    # collect such KEY=VALUE words into the overrides.
+    # collect such KEY=VALUE words into the overrides (predict's image paths into its images).
     args, extra = parser.parse_known_args(argv)
+    if extra and hasattr(args, "inputs"):  # predict: images named after an option go to the images
+        args.inputs = [*args.inputs, *(w for w in extra if not w.startswith("-"))]
+        extra = [w for w in extra if w.startswith("-")]
     if extra:
         if not hasattr(args, "overrides") or any(w.startswith("-") or "=" not in w for w in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")

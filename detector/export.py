@@ -10,7 +10,6 @@ input's pixels: the eager model's own inference code, traced (its few tracing br
 in ``modeling/preprocess.py`` and ``postprocess.py``), as torchvision's detection models do.
 """
 import copy
-import json
 import os
 import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -21,7 +20,8 @@ from torch import Tensor, nn
 
 from .config import ExportConfig
 from .errors import UserError, require
-from .inference import ONNX_CLASS_NAMES, ONNX_INPUT, ONNX_OUTPUTS, Detector, OnnxDetector
+from .inference import ONNX_INPUT, ONNX_OUTPUTS, Detector, OnnxDetector
+from .metadata import ONNX_KEY, ModelMetadata
 from .modeling.retinanet import RetinaNet
 
 DEFAULT_OPSET = ExportConfig.opset
@@ -53,9 +53,10 @@ def max_opset() -> int:
 
 
 def export_onnx(model: RetinaNet, output: str, opset: int = DEFAULT_OPSET,
-                class_names: Optional[Sequence[str]] = None) -> str:
-    """Write ``model`` as one ONNX graph to ``output``, with ``class_names`` in its metadata
-    (what ``predict`` and :class:`~detector.inference.OnnxDetector` label detections with);
+                metadata: Optional[ModelMetadata] = None) -> str:
+    """Write ``model`` as one ONNX graph to ``output``, with ``metadata`` (class names and COCO
+    category ids, what ``predict`` and :class:`~detector.inference.OnnxDetector` label detections
+    with) in its metadata properties;
     returns the path. The graph is traced on the CPU; a model on another device is copied
     there, and the caller's model stays where it is."""
     newest = max_opset()  # the oldest (11) is the config's rule (export.opset)
@@ -90,10 +91,10 @@ def export_onnx(model: RetinaNet, output: str, opset: int = DEFAULT_OPSET,
             )
     finally:
         model.train(was_training)
-    if class_names is not None:
+    if metadata is not None:
         graph = onnx.load(output)
         entry = graph.metadata_props.add()
-        entry.key, entry.value = ONNX_CLASS_NAMES, json.dumps(list(class_names))
+        entry.key, entry.value = ONNX_KEY, metadata.to_json()
         onnx.save(graph, output)
     return output
 

@@ -106,16 +106,21 @@ def test_unwritable_output_dir(tmp_path, tiny_config, capsys):
     assert "is not writable" in capsys.readouterr().err
 
 
-def test_class_names_follow_the_label_convention(tiny_config, tiny_dataset):
+def test_class_names_and_category_ids_follow_the_label_convention(tiny_config, tiny_dataset):
     from detector.config import load_config
-    from detector.inference import checkpoint_class_names
+    from detector.inference import checkpoint_metadata
 
     names = ["circle", "square", "triangle", "cross"]  # category ids 1..4
-    assert checkpoint_class_names({}, load_config(tiny_config)) == names  # no names saved: the annotations'
-    slots = checkpoint_class_names({}, load_config(tiny_config, ["data.category_ids_as_labels=true",
-                                                                 "model.num_classes=5"]))
-    assert slots == ["unused_0"] + names  # label = category id; slot 0 has no category
-    assert checkpoint_class_names({"class_names": ["a", "b"]}, load_config(tiny_config)) == ["a", "b"]
+    old = checkpoint_metadata({}, load_config(tiny_config))  # nothing saved: the annotations'
+    assert (old.class_names, old.category_ids) == (names, [1, 2, 3, 4])
+    slots = checkpoint_metadata({}, load_config(tiny_config, ["data.category_ids_as_labels=true",
+                                                              "model.num_classes=5"]))
+    assert slots.class_names == ["unused_0"] + names  # label = category id; slot 0 has no category
+    assert slots.category_ids == [None, 1, 2, 3, 4]
+    named = checkpoint_metadata({"class_names": ["a", "b", "c", "d"]}, load_config(tiny_config))
+    assert (named.class_names, named.category_ids) == (["a", "b", "c", "d"], None)  # names differ: ids unknown
+    saved = checkpoint_metadata({"metadata": {"class_names": ["x"], "category_ids": [90]}}, load_config(tiny_config))
+    assert (saved.class_names, saved.category_ids) == (["x"], [90])
 
 
 def test_a_bug_keeps_its_traceback_and_exits_1(tiny_config, monkeypatch, capsys):

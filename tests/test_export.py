@@ -8,6 +8,7 @@ import torch
 from detector.cli import main
 from detector.config import load_config
 from detector.export import check_against_eager, compare_detections, export_onnx, sample_images
+from detector.inference import OnnxDetector
 from detector.modeling import build_model
 
 pytest.importorskip("onnxruntime")
@@ -76,6 +77,9 @@ def test_export_and_predict_commands(tiny_config, tiny_dataset, tmp_path, capsys
     assert main(["export", tiny_config, "--weights", str(weights), "--output", str(onnx_path)]) == 0
     out = capsys.readouterr().out
     assert "checked with ONNX Runtime on 10 images" in out and "the same" in out
+    # a bare state dict: the names and category ids come from the config's annotations (ids 1..4)
+    saved = OnnxDetector(str(onnx_path)).metadata
+    assert (saved.class_names, saved.category_ids) == (["circle", "square", "triangle", "cross"], [1, 2, 3, 4])
 
     val_dir = f"{tiny_dataset}/val"
     records = {}
@@ -91,6 +95,7 @@ def test_export_and_predict_commands(tiny_config, tiny_dataset, tmp_path, capsys
         got, expected = ({"boxes": np.array(r["boxes"]).reshape(-1, 4), "scores": np.array(r["scores"]),
                           "labels": np.array(r["labels"])} for r in (o, e))
         assert compare_detections(got, expected)[0] == []
+        assert o["category_ids"] == e["category_ids"] == [label + 1 for label in e["labels"]]
         total += len(e["boxes"])
     assert total > 20
 

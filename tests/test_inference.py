@@ -89,3 +89,72 @@ def test_a_checkpoint_trained_on_a_gpu_loads_where_there_is_none(checkpoint, tmp
     assert os.path.isfile(out / "predictions.json")
     assert main(["eval", tiny_config, "--weights", path, "--output-dir", str(tmp_path / "eval")]) == 0
     assert main(["predict", tiny_config, "--weights", path, image, "--output-dir", str(out), "--device", "cuda"]) == 2
+
+
+@pytest.fixture(scope="module")
+def sparse_ids(tiny_config, tiny_dataset, tmp_path_factory):
+    """The tiny data set with COCO-like, non-contiguous category ids (5, 11, 37, 90), and a model
+    trained on it for two steps."""
+    import json
+
+    root = tmp_path_factory.mktemp("sparse_ids")
+    remap = {1: 5, 2: 11, 3: 37, 4: 90}
+    for split in ("train", "val"):
+        data = json.load(open(os.path.join(tiny_dataset, "annotations", f"instances_{split}.json")))
+        for c in data["categories"]:
+            c["id"] = remap[c["id"]]
+        for a in data["annotations"]:
+            a["category_id"] = remap[a["category_id"]]
+        json.dump(data, open(root / f"{split}.json", "w"))
+    config = root / "sparse.yaml"
+    config.write_text(f"_base_: {tiny_config}\ndata:\n  train: {{ann_file: {root}/train.json}}\n"
+                      f"  val: {{ann_file: {root}/val.json}}\n")
+    out = root / "run"
+    assert main(["train", str(config), "--output-dir", str(out), "train.max_iter=2", "data.val.ann_file=",
+                 "model.inference.score_thresh=0.0"]) == 0
+    return str(config), str(out / "model_final.pth")
+
+
+def test_predictions_carry_the_data_sets_category_ids(sparse_ids, tiny_dataset, tmp_path):
+    import json
+
+    config, checkpoint = sparse_ids
+    state = torch.load(checkpoint, weights_only=True)
+    assert state["metadata"] == {"class_names": ["circle", "square", "triangle", "cross"],
+                                 "category_ids": [5, 11, 37, 90]}
+    det = Detector.from_checkpoint(checkpoint)
+    result = det(os.path.join(tiny_dataset, "val", "000001.png"))
+    assert result["category_ids"] == [[5, 11, 37, 90][int(c)] for c in result["labels"]]
+    out = tmp_path / "preds"
+    assert main(["predict", config, "--weights", checkpoint, "--split", "val", "--output-dir", str(out),
+                 "--score-thresh", "0.0", "--set", "model.inference.score_thresh=0.0"]) == 0
+    records = json.load(open(out / "predictions.json"))
+    assert len(records) == 8 and all(set(r["category_ids"]) <= {5, 11, 37, 90} for r in records)
+    assert any(r["category_ids"] for r in records)
+    # the COCO results format, read by pycocotools against the split's annotations
+    from pycocotools.coco import COCO
+
+    gt = COCO(config.replace("sparse.yaml", "val.json"))
+    results = gt.loadRes(str(out / "coco_results.json"))
+    assert len(results.getAnnIds()) > 0 and set(results.getCatIds()) <= {5, 11, 37, 90}
+
+
+def test_every_input_gets_its_own_drawing(checkpoint, tiny_config, tiny_dataset, tmp_path):
+    # cam1/IMG_0001.png and cam2/IMG_0001.png, and IMG_0001.jpg beside the .png: one
+    # IMG_0001_pred.png was written for all three while predictions.json listed each.
+    import json
+    import shutil
+
+    source = os.path.join(tiny_dataset, "val", "000001.png")
+    for folder in ("cam1", "cam2"):
+        os.makedirs(tmp_path / folder)
+        shutil.copy(source, tmp_path / folder / "IMG_0001.png")
+    Image.open(source).convert("RGB").save(tmp_path / "cam1" / "IMG_0001.jpg")  # same stem, another type
+    out = tmp_path / "preds"
+    assert main(["predict", tiny_config, "--weights", checkpoint, str(tmp_path / "cam1"), str(tmp_path / "cam2"),
+                 "--output-dir", str(out)]) == 0
+    records = json.load(open(out / "predictions.json"))
+    drawings = [r["drawing"] for r in records]
+    assert len(records) == 3 and len(set(drawings)) == 3
+    assert all((out / d).is_file() for d in drawings)
+    assert sorted(os.listdir(out)) == sorted(drawings + ["predictions.json"])

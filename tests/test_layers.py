@@ -14,7 +14,7 @@ PACKAGE_DIR = os.path.dirname(detector.__file__)
 LAYERS = [
     {"errors", "version"},
     {"registry"},
-    {"config", "comm", "structures", "serialization"},
+    {"config", "comm", "structures", "serialization", "metadata"},
     {"data", "losses", "figures"},
     {"modeling"},
     {"evaluation", "analysis"},

@@ -115,12 +115,12 @@ def label_map(categories: List[Dict[str, Any]], ann_file: str,
     return {cid: i for i, cid in enumerate(category_ids)}, [names[cid] for cid in category_ids]
 
 
-def class_names_from_annotations(ann_file: str, category_ids_as_labels: bool = False) -> List[str]:
-    """The class name of each label, from a COCO annotation file's categories."""
+def load_categories(ann_file: str) -> List[Dict[str, Any]]:
+    """A COCO annotation file's categories (for :func:`label_map`)."""
     data = _load_json(ann_file)
     if not isinstance(data.get("categories"), list) or not data["categories"]:
         raise DatasetError(f"{ann_file}: no 'categories' list")
-    return label_map(data["categories"], ann_file, category_ids_as_labels)[1]
+    return data["categories"]
 
 
 class CocoDetection(torch.utils.data.Dataset):

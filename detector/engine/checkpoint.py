@@ -5,6 +5,7 @@ import logging
 import os
 import random
 import shutil
+import time
 from typing import Any, Dict, Optional
 
 import numpy as np
@@ -16,6 +17,9 @@ from ..serialization import safe_torch_load
 logger = logging.getLogger(__name__)
 
 POINTER = "last_checkpoint"
+# On a network file system another host may see the new pointer before the file it names (NFS
+# caches directory entries for some seconds): --resume waits this long for it before it fails.
+APPEAR_WITHIN_S = 30.0
 
 
 def rng_state(device: torch.device) -> Dict[str, Any]:
@@ -103,6 +107,8 @@ def _write_failure(error: Exception, path: str) -> str:
     """Why a write failed, in words: from errno when there is one, else from the free space."""
     if getattr(error, "errno", None) == errno.ENOSPC:
         return "no space left on the device"
+    if getattr(error, "errno", None) == errno.EDQUOT:
+        return "disk quota exceeded (the file system's quota for this user or group; the previous checkpoint is kept)"
     if getattr(error, "errno", None) == errno.EFBIG:
         return "file too large (a file-size limit, ulimit -f)"
     if isinstance(error, OSError):
@@ -120,8 +126,13 @@ def last_checkpoint(output_dir: str) -> Optional[str]:
     with open(pointer) as f:
         name = f.read().strip()
     path = os.path.join(output_dir, name)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{pointer} names {name}, which does not exist in {output_dir}")
+    deadline = time.monotonic() + APPEAR_WITHIN_S
+    while not os.path.isfile(path):
+        if time.monotonic() > deadline:
+            raise FileNotFoundError(f"{pointer} names {name}, which does not exist in {output_dir} (waited "
+                                    f"{APPEAR_WITHIN_S:g} s for a network file system to show it)")
+        os.listdir(output_dir)  # a directory read makes an NFS client revalidate its cached entries
+        time.sleep(0.5)
     return path
 
 

@@ -26,6 +26,7 @@ from ..data import DatasetError, batches, build_dataset, build_train_loader
 from ..errors import UserError
 from ..evaluation import evaluate
 from ..figures import plot_training
+from ..metadata import CHECKPOINT_KEY, ModelMetadata
 from ..modeling import build_model
 from ..modeling.weights import describe_mismatch, load_pretrained
 from . import environment
@@ -166,15 +167,23 @@ class Trainer:
         logger.info("resumed from %s at iteration %d", path, state["iteration"])
         return int(state["iteration"])
 
-    def checkpoint(self, iteration: int, name: str) -> None:
-        if self.main:
+    def checkpoint(self, iteration: int, name: str, alone: bool = False) -> None:
+        """Write ``name`` (rank 0) and wait for every rank. ``alone``: a failure that only this
+        rank knows of; it writes the checkpoint itself (the weights are the same on every rank)
+        and waits for no one, since the others are in a collective it will never join."""
+        if alone and os.path.exists(os.path.join(self.output_dir, name)):
+            return  # rank 0 saved this step's checkpoint already
+        if self.main or alone:
             save_checkpoint({
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "iteration": iteration, "config": to_dict(self.cfg), "rng": rng_state(self.device),
-                "class_names": self.train_set.class_names,  # what predict and the Python API label with
+                # what predict and the Python API label with: class names and COCO category ids
+                CHECKPOINT_KEY: ModelMetadata.from_label_map(self.train_set.class_names,
+                                                             self.train_set.label_to_category_id).to_dict(),
             }, self.output_dir, name, keep=self.cfg.train.keep_checkpoints)
-        comm.barrier()
+        if not alone:
+            comm.barrier()
 
     def run(self) -> Dict[str, Any]:
         """Train to ``train.max_iter`` and evaluate; returns the final COCO stats ({} without val)."""
@@ -270,12 +279,24 @@ class Trainer:
         """The next batch, on the device: uint8 images (the model converts them there) copied from
         pinned memory without waiting for the GPU, so that ``data_time`` measures the loader. A data
         error (a damaged image) first saves what was learned, so that the run resumes once the
-        file is fixed."""
+        file is fixed.
+
+        Under DDP only this rank meets the error, while the others wait in the step's all-reduce:
+        it saves alone and exits at once (naming the file), which ends that all-reduce for the
+        others (gloo fails it; torchrun stops the ranks of a group whose member exited), with no
+        collective added to the steps that go well."""
         try:
             images, targets = next(data)
-        except DatasetError:
+        except DatasetError as e:
+            saved = ""
             if iteration > self.start_iter:
-                self.checkpoint(iteration, f"model_{iteration:07d}.pth")
+                name = f"model_{iteration:07d}.pth"
+                self.checkpoint(iteration, name, alone=self.world_size > 1)
+                saved = f"; saved {os.path.join(self.output_dir, name)} (--resume continues once the file is fixed)"
+            if self.world_size > 1 or saved:
+                who = f"rank {self.rank}: " if self.world_size > 1 else ""
+                stop = "; the other processes stop with it" if self.world_size > 1 else ""
+                raise DatasetError(f"{who}{e}{saved}{stop}") from None
             raise
         images = [im.to(self.device, non_blocking=True) for im in images]
         targets = [{"boxes": t["boxes"].to(self.device, non_blocking=True),

@@ -131,3 +131,38 @@ def test_a_signal_stops_all_ranks_after_the_same_step_and_they_resume(tiny_confi
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resumed from {os.path.join(out, f'model_{stopped_at:07d}.pth')}" in resumed.stderr
     assert load_training_state(os.path.join(out, "model_final.pth"))["iteration"] == 40
+
+
+@pytest.mark.slow
+def test_a_damaged_image_on_one_rank_stops_every_rank_with_the_file_named(tmp_path):
+    # The rank that reads it used to save behind a barrier the others, waiting in the step's
+    # all-reduce, never reached: both hung until killed. Now it saves alone and exits; gloo fails
+    # the others' all-reduce and torchrun ends the group.
+    from detector.data import make_synthetic_dataset
+    from tests.conftest import TINY_MODEL
+
+    root = tmp_path / "data"
+    make_synthetic_dataset(str(root), num_train=16, num_val=4, seed=3, image_size=64, min_object=12, max_object=32)
+    damaged = root / "train" / "000006.png"
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_MODEL.replace("{root}", str(root)))
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+           str(_free_port()), "-m", "detector", "train", str(config), "--output-dir", str(out), "train.max_iter=20",
+           "train.checkpoint_period=1000", "data.val.ann_file=", "model.backbone.norm=frozen_bn"]
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        _, stderr = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:  # the hang this test is about: end every rank, then fail
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("the ranks were still running 120 s after one met the damaged image")
+    assert proc.returncode != 0 and time.monotonic() - start < 90
+    assert f"cannot read image {damaged}" in stderr and "the other processes stop with it" in stderr
+    saved = [f for f in os.listdir(out) if f.startswith("model_")]
+    assert len(saved) <= 1  # written once, by the rank that met the file (none if it was the first batch)
+    if saved:
+        assert f"saved {out / saved[0]}" in stderr
