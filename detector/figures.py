@@ -5,12 +5,13 @@ Figures are matplotlib ``Figure`` objects written straight to their files, never
 pyplot: nothing here chooses a backend or keeps a figure open, so a notebook that imports the
 package keeps its own backend, and a machine without a display needs none.
 """
-import json
 import os
 from typing import Optional, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+
+from .serialization import read_jsonl
 
 
 def subplots(*args, figsize=None, **kwargs):
@@ -54,14 +55,9 @@ def plot_training(metrics_jsonl: str, out_path: str) -> str:
     """The training curves from ``metrics.jsonl``: every ``loss*`` key (log scale), the val AP
     of the evaluations during training (``train.eval_period``) on the right axis, and the
     learning rate below."""
-    rows, evals = [], []
-    with open(metrics_jsonl) as f:
-        for line in f:
-            row = json.loads(line)
-            if "loss" in row:
-                rows.append(row)
-            elif "val/AP" in row:
-                evals.append(row)
+    logged = read_jsonl(metrics_jsonl)
+    rows = [row for row in logged if "loss" in row]
+    evals = [row for row in logged if "loss" not in row and "val/AP" in row]
     fig, (ax, ax_lr) = subplots(2, 1, figsize=(8, 6), sharex=True, height_ratios=[3, 1])
     if rows:
         its = [r["iteration"] for r in rows]

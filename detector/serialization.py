@@ -1,10 +1,31 @@
-"""Loading ``.pth`` files safely: tensors and plain containers only."""
+"""Reading a run's files safely: ``.pth`` files with tensors and plain containers only, and
+JSON-lines logs that a killed process may have left with a half-written last line."""
+import json
+import logging
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
 from .errors import UserError
+
+logger = logging.getLogger(__name__)
+
+
+def read_jsonl(path: str) -> List[Dict[str, Any]]:
+    """The rows of a JSON-lines file. A line that is not JSON (the last one, cut short when the
+    process that wrote it was killed or its node went down) is skipped with a warning."""
+    rows = []
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                logger.warning("%s: line %d is not JSON (cut short by a process that was killed?): skipped",
+                               path, number)
+    return rows
 
 
 def safe_torch_load(path: str) -> Any:

@@ -2,13 +2,13 @@
 heatmap, when the points are an (alpha, gamma) grid), and AP against iteration per point when
 the runs evaluated during training (``train.eval_period``): a loss that converges slower looks
 different there from one that converges worse."""
-import json
 import math
 import os
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from ..serialization import read_jsonl
 from .grid import ALPHA, GAMMA, Point
 from .tables import PointSummary
 
@@ -23,8 +23,7 @@ def convergence_curves(points: Sequence[PointSummary], output_dir: str) -> Dict[
             path = os.path.join(output_dir, run.name, "metrics.jsonl")
             if not os.path.isfile(path):
                 continue
-            with open(path) as f:
-                rows = [json.loads(line) for line in f if line.strip()]
+            rows = read_jsonl(path)
             values = {r["iteration"]: 100 * r["val/AP"] for r in rows if "val/AP" in r}
             if values:
                 values[max(r["iteration"] for r in rows)] = 100 * run.metrics["AP"]

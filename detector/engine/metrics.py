@@ -10,6 +10,7 @@ import torch
 
 from .. import comm
 from ..errors import UserError
+from ..serialization import read_jsonl
 from .checkpoint import last_checkpoint
 
 
@@ -66,10 +67,11 @@ class MetricsWriter:
     def __init__(self, output_dir: str, resume_from: int = 0) -> None:
         self.path = os.path.join(output_dir, "metrics.jsonl")
         if resume_from and os.path.exists(self.path):  # drop lines past the checkpoint we resume from
-            with open(self.path) as f:
-                lines = [ln for ln in f if json.loads(ln).get("iteration", 0) <= resume_from]
-            with open(self.path, "w") as f:
-                f.writelines(lines)
+            rows = [row for row in read_jsonl(self.path) if row.get("iteration", 0) <= resume_from]
+            tmp = f"{self.path}.tmp.{os.getpid()}"
+            with open(tmp, "w") as f:  # replaced whole: a kill in the middle leaves the old file
+                f.writelines(json.dumps(row) + "\n" for row in rows)
+            os.replace(tmp, self.path)
         elif not resume_from:
             open(self.path, "w").close()
         self.tensorboard: Optional[Any] = None

@@ -44,7 +44,8 @@ def test_short_run_writes_outputs_and_the_loss_goes_down(tiny_config, tmp_path):
     again = evaluate_coco(build_dataset(cfg, "val", training=False).coco.dataset,
                           json.load(open(os.path.join(out, "detections.json"))), "pycocotools", analysis=False)
     assert again["AP"] == pytest.approx(written["AP"], abs=1e-12)
-    assert state_class_names(out) == ["circle", "square", "triangle", "cross"]
+    assert state_metadata(out) == {"class_names": ["circle", "square", "triangle", "cross"],
+                                   "category_ids": [1, 2, 3, 4]}
     assert last_checkpoint(out).endswith("model_final.pth")
     state = load_training_state(os.path.join(out, "model_final.pth"))
     assert state["iteration"] == 30 and state["config"]["train"]["max_iter"] == 30
@@ -52,8 +53,8 @@ def test_short_run_writes_outputs_and_the_loss_goes_down(tiny_config, tmp_path):
     assert [e["iteration"] for e in env] == [0] and env[0]["threads"] == torch.get_num_threads()
 
 
-def state_class_names(out):
-    return load_training_state(os.path.join(out, "model_final.pth"))["class_names"]
+def state_metadata(out):
+    return load_training_state(os.path.join(out, "model_final.pth"))["metadata"]
 
 
 def test_resume_continues_from_the_saved_iteration(tiny_config, tmp_path):
@@ -65,6 +66,19 @@ def test_resume_continues_from_the_saved_iteration(tiny_config, tmp_path):
     assert [r["iteration"] for r in _metrics(out)] == [2, 4, 6, 8]
     assert [e["iteration"] for e in json.load(open(os.path.join(out, "environment.json")))] == [0, 4]
     assert load_training_state(os.path.join(out, "model_final.pth"))["iteration"] == 8
+
+
+def test_a_run_killed_while_writing_its_metrics_resumes_and_plots(tiny_config, tmp_path):
+    # A node that went down mid-write leaves metrics.jsonl with half a line: resume read it as
+    # JSON and failed. The half line is dropped (with a warning), the rest kept.
+    out = str(tmp_path / "run")
+    base = [f"output_dir={out}", "train.log_period=2", "train.checkpoint_period=4", "data.val.ann_file="]
+    train(load_config(tiny_config, base + ["train.max_iter=4"]), progress=False)
+    with open(os.path.join(out, "metrics.jsonl"), "a") as f:
+        f.write('{"iteration": 6, "loss": 0.5')  # cut short
+    train(load_config(tiny_config, base + ["train.max_iter=8"]), resume=True, progress=False)
+    assert [r["iteration"] for r in _metrics(out)] == [2, 4, 6, 8]
+    assert os.path.getsize(os.path.join(out, "loss.png")) > 0
 
 
 def test_num_classes_mismatch_is_named(tiny_config, tmp_path):
