@@ -455,3 +455,12 @@ def test_a_signal_to_ablate_lets_the_running_run_save_and_the_same_command_resum
     assert second_log.count("$ ") == 2 and "resumed from" in second_log
     rows = list(csv.DictReader(open(out / "ablation.csv")))
     assert [r["status"] for r in rows] == ["done before", "done"]
+
+
+def test_an_output_directory_that_cannot_be_written_is_named_before_any_run(tiny_config, tmp_path, capsys):
+    # (a read-only mount, or a path under a file as here, since root writes anything else)
+    (tmp_path / "blocker").write_text("a file, not a directory")
+    out = tmp_path / "blocker" / "abl"
+    assert main(["ablate", tiny_config, "--output-dir", str(out), "--alpha", "0.25", "--gamma", "2",
+                 "train.max_iter=2"]) == 2
+    assert f"output directory {out} is not writable" in capsys.readouterr().err

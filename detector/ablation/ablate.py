@@ -15,6 +15,7 @@ from typing import Callable, List, Optional, Sequence
 
 from ..engine.lock import DirectoryLock
 from ..engine.stopping import TrainingInterrupted
+from ..engine.trainer import prepare_output_dir
 from ..errors import UserError
 from .grid import Run, reference_point, validate
 from .plots import convergence_curves, plot_ablation
@@ -31,6 +32,7 @@ def ablate(config: str, output_dir: str, runs: List[Run], launcher, overrides: S
     Returns the per-point summaries; raises :class:`UserError` when runs failed."""
     validate(runs, config, overrides, check)
     ref = reference_point(runs, reference)
+    prepare_output_dir(output_dir)  # a read-only or full place fails here, named, before any run
     with DirectoryLock(output_dir, "ablation") if launcher is not None else nullcontext():
         stopped_by = None
         if launcher is None:
