@@ -265,7 +265,7 @@ class LossConfig:
     # sigmoid_focal | softmax_focal | focal_star | poly1_focal | varifocal | quality_focal |
     # ghm_c, or a registered name; each with its own keys (detector/losses/)
     cls: ComponentConfig = component("cls_loss", "sigmoid_focal")
-    # smooth_l1 | l1 | giou, or a registered name
+    # smooth_l1 | l1 | giou | ghm_r, or a registered name; each with its own keys (losses/box.py, ghm.py)
     box: BoxLossConfig = component("box_loss", "smooth_l1")
     # 0: divide by this batch's number of foreground anchors (the paper). In (0, 1): divide
     # by an exponential moving average of it with this momentum (detectron2 uses 0.9).
