@@ -14,7 +14,6 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from .comm import resolve_device
 from .config import Config, ConfigError, config_from_dict, load_config
@@ -22,6 +21,7 @@ from .data.coco import label_map, load_categories
 from .data.image import DEFAULT_MAX_PIXELS, read_image
 from .errors import UserError, require
 from .metadata import CHECKPOINT_KEY, ONNX_KEY, ModelMetadata
+from .progress import progress as progress_bar
 from .serialization import safe_torch_load
 
 logger = logging.getLogger(__name__)
@@ -243,7 +243,7 @@ def predict(detect, paths: Sequence[str], output_dir: str, score_thresh: float =
     os.makedirs(output_dir, exist_ok=True)
     records, results = [], []
     inputs = list(zip(paths, drawing_names(paths)))
-    for index, (path, drawing) in enumerate(tqdm(inputs, desc="predicting", unit="img", disable=not progress)):
+    for index, (path, drawing) in enumerate(progress_bar(inputs, desc="predicting", unit="img", disable=not progress)):
         try:
             array = to_array(path, detect.max_image_pixels)
         except UserError as e:

@@ -230,3 +230,35 @@ def test_the_readme_three_line_config_loads(tmp_path, monkeypatch):
     finally:
         os.remove(path)
     assert cfg.model.num_classes == 3 and cfg.data.train.ann_file == "train.json" and cfg.model.weights is None
+
+
+def test_a_log_file_gets_progress_lines_not_carriage_returns(tiny_config, tmp_path):
+    # Under Slurm, or with 2> log, tqdm's updates piled into one line of the file: there the
+    # progress is a plain line (every 30 s, and at the end).
+    log = tmp_path / "check.log"
+    with open(log, "w") as f:
+        done = subprocess.run([sys.executable, "-m", "detector", "check-data", tiny_config], stdout=f, stderr=f,
+                              timeout=120)
+    text = log.read_text()
+    assert done.returncode == 0, text[-2000:]
+    assert "\r" not in text
+    assert re.search(r"checking images: 16/16 img \(100%\), [\d.]+ img/s\n", text), text[-2000:]
+
+
+def test_line_progress_writes_at_its_interval_and_at_the_end(caplog, monkeypatch):
+    import logging
+
+    from detector import progress as progress_module
+
+    clock = iter([0.0, 0.0, 10.0, 31.0, 40.0, 62.0, 70.0])
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: next(clock))
+    with caplog.at_level(logging.INFO, logger="detector.progress"):
+        bar = progress_module.LineProgress(total=100, desc="training", unit="it", interval=30.0)
+        for _ in range(5):  # 10 steps each at 0, 10, 31, 40 and 62 s: lines at 31 s and 62 s
+            bar.update(10)
+        bar.set_postfix(loss="0.5")
+        bar.close()  # at 70 s
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["training: 30/100 it (30%), 0.968 it/s, 1 min 12 s left",  # 30 / 31 s; 70 left
+                     "training: 50/100 it (50%), 0.806 it/s, 1 min 02 s left",  # 50 / 62 s
+                     "training: 50/100 it (50%), 0.714 it/s, 1 min 10 s left, loss=0.5"]

@@ -14,7 +14,7 @@ PACKAGE_DIR = os.path.dirname(detector.__file__)
 LAYERS = [
     {"errors", "version"},
     {"registry"},
-    {"config", "comm", "structures", "serialization", "metadata"},
+    {"config", "comm", "structures", "serialization", "metadata", "progress"},
     {"data", "losses", "figures"},
     {"modeling"},
     {"evaluation", "analysis"},

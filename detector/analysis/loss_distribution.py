@@ -4,11 +4,11 @@ from typing import Dict, Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ..data import build_eval_loader
 from ..errors import UserError
 from ..losses import sigmoid_focal_loss
+from ..progress import progress as progress_bar
 
 GAMMAS = (0.0, 0.5, 1.0, 2.0)
 
@@ -23,8 +23,8 @@ def anchor_losses(model, cfg, dataset, device, gammas: Sequence[float] = GAMMAS,
     model.eval()
     indices = list(range(min(max_images, len(dataset))))
     losses = {"positive": {g: [] for g in gammas}, "negative": {g: [] for g in gammas}}
-    for images, targets in tqdm(build_eval_loader(cfg, dataset, indices), desc="anchor losses", unit="batch",
-                                disable=not progress, leave=False):
+    loader = build_eval_loader(cfg, dataset, indices)
+    for images, targets in progress_bar(loader, desc="anchor losses", unit="batch", disable=not progress, leave=False):
         images = [im.to(device) for im in images]
         targets = [{"boxes": t["boxes"].to(device), "labels": t["labels"].to(device)} for t in targets]
         out = model.dense_outputs(images, targets)

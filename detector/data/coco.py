@@ -13,6 +13,7 @@ from PIL import UnidentifiedImageError
 from pycocotools.coco import COCO
 
 from ..errors import UserError
+from ..progress import progress as progress_bar
 from .image import DEFAULT_MAX_PIXELS, ImageTooLarge, read_image, upright_size
 
 logger = logging.getLogger(__name__)
@@ -313,10 +314,8 @@ class CocoDetection(torch.utils.data.Dataset):
     def check_images(self, progress: bool = True) -> List[str]:
         """Open every image; return one message per missing, unreadable or wrongly sized file
         (the size from the header and EXIF tag, compared with the json's)."""
-        from tqdm import tqdm
-
         problems = []
-        for index in tqdm(range(len(self)), desc="checking images", unit="img", disable=not progress):
+        for index in progress_bar(range(len(self)), desc="checking images", unit="img", disable=not progress):
             try:
                 size = upright_size(self.image_path(index), self.max_image_pixels)
             except (OSError, SyntaxError):

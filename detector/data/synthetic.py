@@ -19,7 +19,8 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
-from tqdm import tqdm
+
+from ..progress import progress
 
 CLASSES = ("circle", "square", "triangle", "cross")
 CLASS_FREQUENCY = (0.5, 0.25, 0.15, 0.10)  # long tail: the rare classes are the hard ones
@@ -154,7 +155,7 @@ def make_synthetic_dataset(out_dir: str, num_train: int = 2000, num_val: int = 3
         rng = np.random.default_rng([seed, split_index])
         os.makedirs(os.path.join(out_dir, split), exist_ok=True)
         images, annotations = [], []
-        for image_id in tqdm(range(1, count + 1), desc=f"synthetic {split}", unit="img", leave=False):
+        for image_id in progress(range(1, count + 1), desc=f"synthetic {split}", unit="img", leave=False):
             image, objects = _make_image(rng, image_size, min_object, max_object, max_objects, decoys)
             file_name = f"{image_id:06d}.png"
             image.save(os.path.join(out_dir, split, file_name))

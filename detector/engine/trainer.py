@@ -17,7 +17,6 @@ from typing import Any, Dict, List, Optional
 import torch
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from .. import comm
 from ..analysis.anchor_stats import anchor_statistics, format_anchor_statistics
@@ -29,6 +28,7 @@ from ..figures import plot_training
 from ..metadata import CHECKPOINT_KEY, ModelMetadata
 from ..modeling import build_model
 from ..modeling.weights import describe_mismatch, load_pretrained
+from ..progress import progress
 from . import environment
 from .checkpoint import (
     last_checkpoint,
@@ -230,8 +230,7 @@ class Trainer:
                                     pin_memory=self.device.type == "cuda")
         self.ddp_model.train()
         window = LogWindow(self.start_iter, self.output_dir)
-        bar = tqdm(total=max_iter, initial=self.start_iter, desc="training", unit="it", disable=not self.progress,
-                   dynamic_ncols=True)
+        bar = progress(total=max_iter, initial=self.start_iter, desc="training", unit="it", disable=not self.progress)
         iteration = self.start_iter  # steps done
         with stop_on_signals() as stop, batches(loader) as data, bar:
             while iteration < max_iter:

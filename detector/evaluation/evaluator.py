@@ -6,11 +6,11 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from .. import comm
 from ..data import CocoDetection, batches, build_eval_loader
 from ..figures import plot_confusion_matrix, plot_pr_curves
+from ..progress import progress as progress_bar
 from .coco_eval import detections_to_coco_results, evaluate_coco, format_table, write_metrics
 from .error_types import confusion_matrix
 
@@ -25,8 +25,8 @@ def run_inference(model, loader, device: torch.device, desc: str = "inference",
     model.eval()
     detections, image_ids = [], []
     with batches(loader) as loaded:
-        for images, targets in tqdm(loaded, total=len(loader), desc=desc, unit="batch", disable=not progress,
-                                    leave=False):
+        for images, targets in progress_bar(loaded, total=len(loader), desc=desc, unit="batch",
+                                            disable=not progress, leave=False):
             outputs = model([im.to(device, non_blocking=True) for im in images])
             detections += [{k: v.cpu() for k, v in out.items()} for out in outputs]
             image_ids += [t["image_id"] for t in targets]
