@@ -116,8 +116,10 @@ class LocalLauncher:
         if not to_start:
             return ""
         finished = [os.path.join(output_dir, run.name) for run in runs if run.name not in to_start]
-        device = runs[0].config.train.device if not self.devices else "cpu" if self.devices[0].visible is None \
-            else "cuda"
+        if self.devices:
+            device = "cpu" if self.devices[0].visible is None else "cuda"
+        else:
+            device = runs[0].config.train.device
         try:
             here = environment.describe(resolve_device(device))
         except UserError:  # the runs will fail and say why
@@ -144,11 +146,13 @@ def _run_one(run: Run, config: str, output_dir: str, overrides: Sequence[str], d
     start = time.perf_counter()
     code = _wait(start_logged(cmd, run_dir, env), run_dir, stop)
     run.seconds = time.perf_counter() - start
-    finished = is_finished(run_dir)
-    run.status = "done" if code == 0 and finished else "stopped" if stop["signal"] is not None and not finished \
-        else "failed"
-    if run.status == "done":
+    if code == 0 and is_finished(run_dir):
+        run.status = "done"
         load_metrics(run, run_dir)
+    elif stop["signal"] is not None and not is_finished(run_dir):
+        run.status = "stopped"  # saved; the same command resumes it
+    else:
+        run.status = "failed"
 
 
 def _wait(process: subprocess.Popen, run_dir: str, stop: Dict[str, Optional[int]]) -> int:
