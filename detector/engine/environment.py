@@ -7,13 +7,16 @@ another order, and training from scratch turns that rounding into another model:
 one thread against two, the weights are 1e-10 apart after two steps, 0.3 % after ten, and the
 final AP as far apart as another seed's, up to 11 points (docs/results/README.md). Each run
 therefore records, in ``environment.json``, one entry per start or resume, and says so when
-a resume changes any of it.
+a resume changes any of it. Each entry also names the code: the git commit of the checkout the
+package runs from, and whether its tracked files had changes (``dirty``), so that a table's runs
+can be traced to the code that made them.
 """
 import json
 import logging
 import os
 import platform
-from typing import Any, Dict, List
+import subprocess
+from typing import Any, Dict, List, Optional
 
 import torch
 import torchvision
@@ -23,14 +26,34 @@ from ..version import __version__
 logger = logging.getLogger(__name__)
 
 FILE = "environment.json"
+CODE_KEYS = ("commit", "dirty")  # recorded, but a resume with other code is not warned about
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def code_version(directory: str = PACKAGE_DIR) -> Dict[str, Optional[object]]:
+    """``{"commit": the git commit of the checkout holding ``directory``, "dirty": whether its
+    tracked files differ from it}``; both None outside a git checkout (an installed wheel) or
+    without git."""
+    def git(*args: str) -> Optional[str]:
+        try:
+            done = subprocess.run(["git", "-C", directory, *args], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 
 def describe(device: torch.device, world_size: int = 1) -> Dict[str, Any]:
     """The settings, besides the config, that a run's result depends on: on the CPU the
     intra-op thread count, on a GPU its model and the CUDA version (there the threads only
     run the data loading)."""
-    info = {"detector": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "device": device.type, "world_size": world_size}
+    info = {"detector": __version__, **code_version(), "python": platform.python_version(),
+            "torch": torch.__version__, "torchvision": torchvision.__version__, "device": device.type,
+            "world_size": world_size}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
         info["cuda"] = torch.version.cuda
@@ -60,7 +83,7 @@ def record(output_dir: str, iteration: int, info: Dict[str, Any]) -> None:
     entries = [e for e in read(output_dir) if e["iteration"] < iteration]  # a restart from earlier replaces
     if entries:
         first = {k: v for k, v in entries[0].items() if k != "iteration"}
-        changed = {k: (first.get(k), v) for k, v in info.items() if first.get(k) != v}
+        changed = {k: (first.get(k), v) for k, v in info.items() if first.get(k) != v and k not in CODE_KEYS}
         if changed:
             logger.warning("resuming at iteration %d with %s: the result will differ from an uninterrupted "
                            "run", iteration, ", ".join(f"{k}={new} (started with {old})"

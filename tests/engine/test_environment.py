@@ -40,3 +40,33 @@ def test_on_a_gpu_the_model_is_recorded_instead_of_the_threads(monkeypatch):
     info = environment.describe(torch.device("cuda", 0), world_size=8)
     assert info["gpu"] == "NVIDIA H200" and info["device"] == "cuda" and info["world_size"] == 8
     assert "threads" not in info and "cuda" in info
+
+
+def test_each_entry_names_the_code_commit_and_whether_it_was_changed(tmp_path):
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(tmp_path), *args], capture_output=True, text=True, check=True).stdout
+
+    assert environment.code_version(str(tmp_path)) == {"commit": None, "dirty": None}  # not a checkout
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", "code.py")
+    git("-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "one")
+    head = git("rev-parse", "HEAD").strip()
+    (tmp_path / "notes.txt").write_text("untracked files do not count")
+    assert environment.code_version(str(tmp_path)) == {"commit": head, "dirty": False}
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert environment.code_version(str(tmp_path)) == {"commit": head, "dirty": True}
+    # and a run records the package's own checkout
+    info = environment.describe(torch.device("cpu"))
+    assert set(info) >= {"commit", "dirty"} and info == {**info, **environment.code_version()}
+
+
+def test_a_resume_with_other_code_is_recorded_without_a_warning(tmp_path, caplog):
+    out = str(tmp_path)
+    environment.record(out, 0, {"torch": "2.14.1", "commit": "a" * 40, "dirty": False})
+    with caplog.at_level(logging.WARNING, logger="detector.engine.environment"):
+        environment.record(out, 100, {"torch": "2.14.1", "commit": "b" * 40, "dirty": True})
+    assert not caplog.records
+    assert [e["commit"] for e in environment.read(out)] == ["a" * 40, "b" * 40]
