@@ -339,13 +339,12 @@ class Config:
 
 def _component_sections(cls, prefix: str = "") -> Dict[str, str]:
     """``{dotted section: its default entry}`` for every registered entry's section of the schema."""
-    found = {}
+    found, hints = {}, typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        tp = typing.get_type_hints(cls)[f.name]
         if "component" in f.metadata:
             found[prefix + f.name] = f.metadata["default"]
-        elif dataclasses.is_dataclass(tp):
-            found.update(_component_sections(tp, f"{prefix}{f.name}."))
+        elif dataclasses.is_dataclass(hints[f.name]):
+            found.update(_component_sections(hints[f.name], f"{prefix}{f.name}."))
     return found
 
 

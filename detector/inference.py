@@ -234,6 +234,7 @@ def predict(detect, paths: Sequence[str], output_dir: str, score_thresh: float =
 
     An image that cannot be read is listed with its error and the others go on: a run over
     thousands of files does not end at the first bad one (the command then exits 2, naming them)."""
+    from .evaluation.coco_eval import detections_to_coco_results
     from .figures import draw_boxes, save_image
 
     metadata = getattr(detect, "metadata", None)
@@ -250,11 +251,9 @@ def predict(detect, paths: Sequence[str], output_dir: str, score_thresh: float =
             records.append({"file_name": os.path.basename(path), "path": path, "error": str(e)})
             continue
         det = detect(array)
-        if image_ids is not None:
-            results += [{"image_id": int(image_ids[index]), "category_id": int(cid), "score": float(score),
-                         "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)]}
-                        for (x1, y1, x2, y2), score, cid in zip(det["boxes"].tolist(), det["scores"],
-                                                                det["category_ids"])]
+        if image_ids is not None:  # the conversion the evaluation's detections.json gets
+            results += detections_to_coco_results([{k: torch.as_tensor(det[k]) for k in ONNX_OUTPUTS}],
+                                                  [image_ids[index]], dict(enumerate(metadata.category_ids)))
         keep = (det["scores"] >= score_thresh).tolist()
         picked = {key: [v for v, k in zip(det[key], keep) if k] for key in ("class_names", "category_ids")}
         boxes, scores, labels = det["boxes"][keep], det["scores"][keep], det["labels"][keep]

@@ -146,10 +146,11 @@ def _run_one(run: Run, config: str, output_dir: str, overrides: Sequence[str], d
     start = time.perf_counter()
     code = _wait(start_logged(cmd, run_dir, env), run_dir, stop)
     run.seconds = time.perf_counter() - start
-    if code == 0 and is_finished(run_dir):
+    finished = is_finished(run_dir)
+    if code == 0 and finished:
         run.status = "done"
         load_metrics(run, run_dir)
-    elif stop["signal"] is not None and not is_finished(run_dir):
+    elif stop["signal"] is not None and not finished:
         run.status = "stopped"  # saved; the same command resumes it
     else:
         run.status = "failed"
