@@ -174,3 +174,17 @@ def test_ties_are_broken_by_candidate_order(device_path, monkeypatch):
         assert torch.equal(g["labels"], e["labels"]) and torch.equal(g["scores"], e["scores"])
         torch.testing.assert_close(g["boxes"], e["boxes"])
         assert not any(torch.equal(b, anchors[7]) for b in g["boxes"])
+
+
+def test_the_top_k_comes_back_in_candidate_order():
+    # topk returns its picks by score, ties in no particular order; NMS's stable sort then breaks
+    # ties by input order, so the picks go back in (image, anchor, class) order.
+    from detector.modeling.postprocess import _top_k_per_level
+
+    g = torch.Generator().manual_seed(6)
+    scores = 0.5 * torch.rand(100, generator=g)
+    scores[::2] = 0.9  # 50 tied candidates, more than k
+    rows, flat = torch.arange(100), torch.arange(0, 200, 2)  # one image, one level of 100 anchors, K = 2
+    keep = _top_k_per_level(rows, flat, scores, 2, 1, 100, [100], 30)
+    assert torch.equal(keep, keep.sort().values) and len(keep) == 30
+    assert torch.all(scores[keep] == 0.9)
